@@ -1,0 +1,68 @@
+"""Development tasks: ``nox`` runs lint, typecheck and the tests on every supported Python.
+
+``nox -s tests-3.13 -- -m "not slow"`` runs the fast layers only. The tests session installs the
+pinned Codex CLI (and the Node SDK) from ``tests/node`` when npm is available, so the end-to-end
+tests run against the real CLI; without npm they are skipped (outside CI) with a message.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2025.5.1"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.error_on_external_run = True
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "typecheck", "tests"]
+
+PYTHONS = ["3.11", "3.13"]
+# The flake8-async rules ruff does not implement (ruff covers the rest of ASYNC).
+FLAKE8_ASYNC_ONLY = [
+    "ASYNC101",
+    "ASYNC102",
+    "ASYNC103",
+    "ASYNC104",
+    "ASYNC111",
+    "ASYNC113",
+    "ASYNC120",
+    "ASYNC121",
+    "ASYNC128",
+]
+SOURCES = ("trio_codex", "tests", "bench")
+
+
+def _python_files() -> list[str]:
+    files = [str(p) for d in SOURCES if Path(d).is_dir() for p in sorted(Path(d).rglob("*.py"))]
+    return [*files, "noxfile.py"]
+
+
+@nox.session(python=PYTHONS[0])
+def lint(session: nox.Session) -> None:
+    """ruff format and check, plus the flake8-async rules ruff lacks."""
+    session.install("--group", "lint")
+    session.run("ruff", "format", "--check", ".")
+    session.run("ruff", "check", ".")
+    # Files, not directories: flake8-async crashes on a directory argument.
+    session.run("flake8-async", "--enable=" + ",".join(FLAKE8_ASYNC_ONLY), *_python_files())
+
+
+@nox.session(python=PYTHONS[0])
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package, the tests and this file."""
+    session.install("-e", ".", "--group", "typing")
+    session.run("mypy", "trio_codex", "tests", "noxfile.py", *(["bench"] if Path("bench").is_dir() else []))
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The whole suite with coverage; pass pytest arguments after ``--``."""
+    session.install("-e", ".", "--group", "tests")
+    if shutil.which("npm") and not os.environ.get("TRIO_CODEX_TEST_CODEX"):
+        # The pinned Codex CLI and the Node SDK the end-to-end tests use.
+        session.run("npm", "ci", "--prefix", "tests/node", "--no-audit", "--no-fund", external=True)
+    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "report", "--show-missing", "--skip-covered")

@@ -1,0 +1,184 @@
+"""Shared fixtures: settings for tests, a scripted in-process backend, the fake codex
+executable, a real Hypercorn server on port 0, and event-driven process checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import stat
+import sys
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from trio_codex.command import RunSpec
+from trio_codex.events import (
+    CodexEvent,
+    ErrorEvent,
+    MessageCompleted,
+    ThreadStarted,
+    TurnCompleted,
+    TurnFailed,
+    TurnStarted,
+    Usage,
+)
+from trio_codex.models import ModelCatalog
+from trio_codex.runner import ExitInfo
+from trio_codex.settings import Settings
+
+TESTS = Path(__file__).parent
+DIRECTIVE = re.compile(r"\[\[run:([^\]]*)\]\]")
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    """Settings for a test: private workdir and CODEX_HOME under ``tmp_path``."""
+    workdir = tmp_path / "work"
+    home = tmp_path / "codex-home"
+    workdir.mkdir(exist_ok=True)
+    home.mkdir(exist_ok=True)
+    values: dict[str, object] = {
+        "workdir": workdir,
+        "codex_home": home,
+        "codex_path": Path(sys.executable),
+        "kill_grace": 0.5,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+TEST_CATALOG = ModelCatalog.from_slugs(
+    {"gpt-test": ("low", "medium", "high"), "org/gpt-test-2": ("low",)}, created=1_700_000_000
+)
+
+
+@dataclasses.dataclass
+class RunRecord:
+    spec: RunSpec
+    started_at: float
+    ended_at: float | None = None
+    cancelled: bool = False
+
+
+class ScriptedBackend:
+    """An in-process backend driven by a ``[[run:key=value;...]]`` directive in the prompt.
+
+    Keys: ``sleep`` (virtual seconds before answering), ``reply``, ``fail`` (a failure
+    message), ``crash`` (raise inside the backend), ``chunks`` (messages). Records every run
+    so tests can assert exact virtual times.
+    """
+
+    def __init__(self) -> None:
+        self.runs: list[RunRecord] = []
+        self.running = 0
+        self.max_running = 0
+
+    async def run(self, spec: RunSpec, emit: Callable[[CodexEvent], Awaitable[None]]) -> ExitInfo:
+        record = RunRecord(spec, trio.current_time())
+        self.runs.append(record)
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        found = DIRECTIVE.findall(spec.prompt)
+        opts = dict(p.split("=", 1) for p in found[-1].split(";") if "=" in p) if found else {}
+        try:
+            await emit(ThreadStarted("thread-1"))
+            await emit(TurnStarted())
+            await trio.sleep(float(opts.get("sleep", 0)))
+            if "crash" in opts:
+                raise RuntimeError("backend crashed")
+            if "fail" in opts:
+                await emit(ErrorEvent(opts["fail"]))
+                await emit(TurnFailed(opts["fail"]))
+                return ExitInfo(1, "")
+            for n in range(int(opts.get("chunks", 1))):
+                await emit(MessageCompleted(f"item_{n}", opts.get("reply", "hello")))
+            await emit(TurnCompleted(Usage(10, 2, 5, 1)))
+            return ExitInfo(0, "")
+        except trio.Cancelled:
+            record.cancelled = True
+            raise
+        finally:
+            self.running -= 1
+            record.ended_at = trio.current_time()
+
+
+@pytest.fixture
+def backend() -> ScriptedBackend:
+    return ScriptedBackend()
+
+
+@pytest.fixture(scope="session")
+def fake_codex(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fake codex as an executable whose interpreter is this test run's Python."""
+    path = tmp_path_factory.mktemp("bin") / "codex"
+    source = (TESTS / "fake_codex.py").read_text()
+    path.write_text(f"#!{sys.executable}\n{source}")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+ServerFactory = Callable[[object], Awaitable[str]]
+
+
+@pytest.fixture
+async def start_server(nursery: trio.Nursery) -> ServerFactory:
+    """Start a real Hypercorn (trio worker) for an app on 127.0.0.1:0; returns its base URL."""
+
+    async def start(app: object) -> str:
+        config = Config()
+        config.bind = ["127.0.0.1:0"]
+        config.accesslog = None
+        config.graceful_timeout = 1.0
+        binds: list[str] = await nursery.start(partial(serve, app, config))  # type: ignore[arg-type]
+        return binds[0]
+
+    return start
+
+
+def make_fifo(tmp_path: Path, name: str = "notify") -> Path:
+    path = tmp_path / name
+    os.mkfifo(path)
+    return path
+
+
+async def read_notify(fifo: Path) -> list[int]:
+    """Wait (without polling) for the fake codex's ``pids ...`` line on ``fifo``."""
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # RDWR: never EOF while we hold it
+    stream = trio.lowlevel.FdStream(fd)
+    try:
+        buf = b""
+        while b"\n" not in buf:
+            buf += await stream.receive_some(4096)
+    finally:
+        await stream.aclose()
+    words = buf.split(b"\n", 1)[0].decode().split()
+    assert words[0] == "pids"
+    return [int(w) for w in words[1:]]
+
+
+def is_alive(pid: int) -> bool:
+    """True when ``pid`` exists and is not a zombie (read from /proc)."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    state = stat_line.rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X")
+
+
+async def wait_dead(pid: int) -> None:
+    """Return once ``pid`` has exited (pidfd readability: an event, not a poll)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if is_alive(pid):
+            await trio.lowlevel.wait_readable(fd)
+    finally:
+        os.close(fd)

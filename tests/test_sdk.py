@@ -1,0 +1,253 @@
+"""The official ``openai`` Python SDK as the client, against real Hypercorn and the fake codex.
+
+The sync client runs in a worker thread (``trio.to_thread``) so the server keeps running on
+the test's trio loop; ``max_retries=0`` so a status is observed exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import openai
+import pytest
+import trio
+from conftest import TEST_CATALOG, ServerFactory, make_settings
+
+from trio_codex import create_app
+
+pytestmark = pytest.mark.slow
+
+T = TypeVar("T")
+
+
+async def in_thread(fn: Callable[[], T]) -> T:
+    with trio.fail_after(30):
+        return await trio.to_thread.run_sync(fn)
+
+
+async def serve_fake(
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, **overrides: Any
+) -> str:
+    settings = make_settings(tmp_path, codex_path=fake_codex, **overrides)
+    app = create_app(
+        settings, catalog=TEST_CATALOG, environ={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    )
+    return await start_server(app) + "/v1"
+
+
+_clients: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _clients:
+        _clients.pop().close()
+
+
+def client(base_url: str, key: str = "sk-test") -> openai.OpenAI:
+    """A sync SDK client, closed after the test."""
+    c = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=20)
+    _clients.append(c)
+    return c
+
+
+async def test_sdk_non_stream(
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+) -> None:
+    """chat.completions.create returns the answer and usage."""
+    url = await serve_fake(tmp_path, fake_codex, start_server)
+    completion = await in_thread(
+        lambda: client(url).chat.completions.create(
+            model="gpt-test",
+            messages=[{"role": "user", "content": "hi [[codex:reply=Hello!]]"}],
+            temperature=0.3,
+            max_tokens=100,
+        )
+    )
+    assert completion.choices[0].message.content == "Hello!"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (11, 7)
+    assert completion.usage.total_tokens == 18
+
+
+async def test_sdk_stream_with_usage(
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+) -> None:
+    """create(stream=True) yields role, content, finish and a final usage chunk."""
+    url = await serve_fake(tmp_path, fake_codex, start_server)
+
+    def consume() -> list[Any]:
+        stream = client(url).chat.completions.create(
+            model="gpt-test",
+            messages=[{"role": "user", "content": "[[codex:mode=messages;count=3]]"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        return list(stream)
+
+    chunks = await in_thread(consume)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "part-0\n\npart-1\n\npart-2"
+    finish = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert finish == ["stop"]
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens == 10
+    assert len({c.id for c in chunks}) == 1
+
+
+async def test_sdk_stream_helper(
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+) -> None:
+    """The chat.completions.stream() helper accumulates the final completion."""
+    url = await serve_fake(tmp_path, fake_codex, start_server)
+
+    def consume() -> Any:
+        with client(url).chat.completions.stream(
+            model="gpt-test",
+            messages=[
+                {"role": "system", "content": "be nice"},
+                {"role": "user", "content": "[[codex:reply=streamed answer]]"},
+            ],
+            stream_options={"include_usage": True},
+        ) as stream:
+            for _ in stream:
+                pass
+            return stream.get_final_completion()
+
+    final = await in_thread(consume)
+    assert final.choices[0].message.content == "streamed answer"
+    assert final.choices[0].finish_reason == "stop"
+    assert final.usage is not None
+    assert final.usage.prompt_tokens == 11
+
+
+@pytest.mark.filterwarnings(
+    # The SDK leaves its own stream generators to the garbage collector after [DONE].
+    r"ignore:Exception ignored in. <async_generator object (PoolByteStream|Response\.aiter|SSEDecoder|AsyncStream)"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
+async def test_sdk_async_client(
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+) -> None:
+    """AsyncOpenAI works on trio (httpx via anyio), streamed and not."""
+    url = await serve_fake(tmp_path, fake_codex, start_server)
+    aclient = openai.AsyncOpenAI(base_url=url, api_key="k", max_retries=0, timeout=20)
+    with trio.fail_after(30):
+        completion = await aclient.chat.completions.create(
+            model="gpt-test-high", messages=[{"role": "user", "content": "[[codex:reply=async]]"}]
+        )
+        assert completion.choices[0].message.content == "async"
+        stream = await aclient.chat.completions.create(
+            model="gpt-test",
+            messages=[{"role": "user", "content": "[[codex:reply=async stream]]"}],
+            stream=True,
+        )
+        parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+        assert "".join(parts) == "async stream"
+        await aclient.close()
+
+
+async def test_sdk_models(tmp_path: Path, fake_codex: Path, start_server: ServerFactory) -> None:
+    """models.list() and models.retrieve() with an id containing '/'."""
+    url = await serve_fake(tmp_path, fake_codex, start_server)
+    ids = await in_thread(lambda: [m.id for m in client(url).models.list()])
+    assert "gpt-test" in ids
+    assert "gpt-test-low" in ids
+    model = await in_thread(lambda: client(url).models.retrieve("org/gpt-test-2"))
+    assert model.id == "org/gpt-test-2"
+    assert model.owned_by == "codex"
+
+
+async def test_sdk_error_classes(
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+) -> None:
+    """401, 404, 429 and 503 raise the SDK's own exception classes with our codes."""
+    url = await serve_fake(
+        tmp_path,
+        fake_codex,
+        start_server,
+        api_keys=("sk-good",),
+        rate_limit_per_minute=2,
+        max_parallel_requests=1,
+        queue_timeout=0.0,
+    )
+    good = client(url, "sk-good")
+    with pytest.raises(openai.AuthenticationError) as auth:
+        await in_thread(lambda: client(url, "sk-bad").models.list())
+    assert auth.value.code == "invalid_api_key"
+    assert auth.value.request_id is not None
+    with pytest.raises(openai.NotFoundError) as nf:
+        await in_thread(
+            lambda: good.chat.completions.create(
+                model="gpt-nope", messages=[{"role": "user", "content": "x"}]
+            )
+        )
+    assert nf.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as bad:
+        await in_thread(
+            lambda: good.chat.completions.create(
+                model="gpt-test",
+                messages=[{"role": "user", "content": "x"}],
+                extra_body={"x_codex": {"sandbox": "nope"}},
+            )
+        )
+    assert bad.value.param == "x_codex.sandbox"
+    with pytest.raises(openai.RateLimitError) as rl:
+        await in_thread(lambda: good.models.list())
+    assert rl.value.response.headers["retry-after"]
+
+
+async def test_sdk_503_when_queue_is_full(
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+) -> None:
+    """With the only slot busy and no queueing allowed, the SDK raises InternalServerError 503."""
+    from conftest import make_fifo, read_notify
+
+    url = await serve_fake(
+        tmp_path, fake_codex, start_server, max_parallel_requests=1, queue_timeout=0.0
+    )
+    fifo = make_fifo(tmp_path)
+    async with trio.open_nursery() as nursery:
+
+        async def hold() -> None:
+            aclient = openai.AsyncOpenAI(base_url=url, api_key="k", max_retries=0, timeout=20)
+            await aclient.chat.completions.create(
+                model="gpt-test",
+                messages=[{"role": "user", "content": f"[[codex:mode=hang;notify={fifo}]]"}],
+            )
+
+        nursery.start_soon(hold)
+        with trio.fail_after(10):
+            await read_notify(fifo)
+        with pytest.raises(openai.InternalServerError) as busy:
+            await in_thread(
+                lambda: client(url).chat.completions.create(
+                    model="gpt-test", messages=[{"role": "user", "content": "x"}]
+                )
+            )
+        nursery.cancel_scope.cancel()
+    assert busy.value.status_code == 503
+    assert busy.value.code == "queue_timeout"
+    assert busy.value.response.headers["retry-after"] == "1"
+
+
+async def test_sdk_upstream_failure_status(
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+) -> None:
+    """A Codex turn that fails with an upstream 401 reaches the SDK as AuthenticationError."""
+    url = await serve_fake(tmp_path, fake_codex, start_server)
+    with pytest.raises(openai.AuthenticationError) as info:
+        await in_thread(
+            lambda: client(url).chat.completions.create(
+                model="gpt-test", messages=[{"role": "user", "content": "[[codex:mode=fail]]"}]
+            )
+        )
+    assert "Incorrect API key" in info.value.message

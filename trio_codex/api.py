@@ -1,0 +1,411 @@
+"""The HTTP application: ``create_app(settings) -> QuartTrio``.
+
+Thin routes over ``Service``; the guards (API key, rate limit) run before every route but
+``/healthz``; every error, ours or Quart's, leaves as an OpenAI error envelope with the right
+status; every response carries ``x-request-id``; one log line per request records id, model,
+status, queue wait, run time, Codex's exit code and tokens. Routes are served with and without
+the ``/v1`` prefix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+import trio
+from quart import Response, g, request
+from quart.typing import ResponseReturnValue
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from . import chat
+from .errors import (
+    InvalidRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ServiceError,
+)
+from .events import Transcript
+from .guards import RateLimiter, check_api_key, key_fingerprint, presented_key
+from .localonly import LocalOnlyPolicy, provider_env_keys
+from .models import ModelCatalog, discover_models
+from .prompt import Prompt, chat_prompt
+from .runner import Backend, CodexRunner, ExecBackend, RunHandle
+from .schemas import ChatCompletionRequest, parse_model
+from .service import Service, discard
+from .settings import Settings
+from .sse import SSE_HEADERS, RunBody
+
+log = logging.getLogger("trio_codex")
+
+#: Nesting deeper than this is refused before ``json.loads`` could hit the recursion limit.
+MAX_JSON_DEPTH = 64
+
+
+@dataclasses.dataclass
+class RequestRecord:
+    """What the per-request log line reports."""
+
+    request_id: str
+    method: str
+    path: str
+    started: float
+    model: str | None = None
+    status: int | None = None
+    code: str | None = None
+    stream: bool = False
+    queue_wait: float | None = None
+    run_time: float | None = None
+    exit_code: int | None = None
+    tokens: int | None = None
+    logged: bool = False
+
+    def from_run(self, handle: RunHandle, transcript: Transcript | None) -> None:
+        self.queue_wait = handle.queue_wait
+        self.run_time = handle.run_time if handle.started else None
+        self.exit_code = handle.exit.exit_code
+        if transcript is not None and transcript.usage is not None:
+            self.tokens = transcript.usage.total_tokens
+
+    def emit(self) -> None:
+        if self.logged:
+            return
+        self.logged = True
+        duration = trio.current_time() - self.started
+
+        def fmt(v: float | None) -> str:
+            return "-" if v is None else f"{v:.3f}"
+
+        log.info(
+            "request id=%s method=%s path=%s model=%s status=%s%s stream=%s queue_wait=%s "
+            "run_time=%s exit=%s tokens=%s duration=%.3f",
+            self.request_id,
+            self.method,
+            self.path,
+            self.model or "-",
+            self.status,
+            f" code={self.code}" if self.code else "",
+            int(self.stream),
+            fmt(self.queue_wait),
+            fmt(self.run_time),
+            "-" if self.exit_code is None else self.exit_code,
+            "-" if self.tokens is None else self.tokens,
+            duration,
+        )
+
+
+def error_response(error: ServiceError) -> Response:
+    response = Response(
+        json.dumps(error.envelope()), status=error.status_code, content_type="application/json"
+    )
+    response.headers.update(error.headers())
+    if error.status_code == 429 and error.code == "insufficient_quota":
+        response.headers["x-should-retry"] = "false"
+    return response
+
+
+def _json_depth_ok(raw: bytes, limit: int) -> bool:
+    depth = 0
+    in_string = False
+    escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return False
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+async def read_json_body(max_bytes: int) -> object:
+    """The request body as JSON; 413 past ``max_bytes`` (counted as it arrives, chunked too),
+    400 for anything that is not JSON."""
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise PayloadTooLargeError(
+            f"The request body is {length} bytes; the limit is {max_bytes}.", param=None
+        )
+    buf = bytearray()
+    async for chunk in request.body:
+        buf += chunk
+        if len(buf) > max_bytes:
+            raise PayloadTooLargeError(
+                f"The request body is larger than the limit of {max_bytes} bytes.", param=None
+            )
+    if not buf.strip():
+        raise InvalidRequestError(
+            "The request body is empty; send a JSON object.", code="invalid_json"
+        )
+    if not _json_depth_ok(bytes(buf), MAX_JSON_DEPTH):
+        raise InvalidRequestError(
+            f"The request body nests deeper than {MAX_JSON_DEPTH} levels.", code="invalid_json"
+        )
+    try:
+        return json.loads(buf)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequestError(
+            f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
+        ) from None
+
+
+def create_app(
+    settings: Settings,
+    *,
+    backend: Backend | None = None,
+    catalog: ModelCatalog | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> QuartTrio:
+    """The app. ``backend`` and ``catalog`` replace Codex in tests; by default the catalog is
+    discovered from ``codex debug models`` when the server starts."""
+    app = QuartTrio("trio_codex")
+    app.config["RESPONSE_TIMEOUT"] = None  # streams end by our own deadlines, not Quart's 60 s
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = settings.kill_grace + 1.0
+    env = dict(os.environ if environ is None else environ)
+
+    local_only = LocalOnlyPolicy(settings.codex_home, env) if settings.local_only else None
+    if backend is None:
+        backend = ExecBackend(
+            settings,
+            environ=env,
+            extra_env_names=tuple(sorted(provider_env_keys(settings.codex_home))),
+        )
+    runner = CodexRunner(
+        backend,
+        max_parallel=settings.max_parallel_requests,
+        queue_timeout=settings.queue_timeout,
+        exec_timeout=settings.timeout,
+        idle_timeout=settings.idle_timeout,
+    )
+    service = Service(settings, runner, catalog or ModelCatalog([]), local_only=local_only)
+    rate = RateLimiter(settings.rate_limit_per_minute)
+    app.extensions["trio_codex"] = service
+
+    @app.before_serving
+    async def _startup() -> None:
+        if catalog is None and isinstance(backend, ExecBackend):
+            service.catalog = await discover_models(
+                backend.binary,
+                env={**backend.binary_env, **_discovery_env(env, settings)},
+                codex_home=settings.codex_home,
+            )
+        if local_only is not None:
+            verdict = local_only.verdict()
+            if verdict.local:
+                log.info(
+                    "local-only: provider %s at %s is local", verdict.provider, verdict.base_url
+                )
+            else:
+                log.error(
+                    "CODEX_LOCAL_ONLY=1 but the Codex configuration is not local: %s. "
+                    "Every request will be refused with 400 local_only_violation until "
+                    "%s is fixed.",
+                    verdict.reason,
+                    settings.codex_home / "config.toml",
+                )
+        if os.geteuid() == 0 and settings.sandbox_mode != "read-only":
+            log.warning(
+                "running as root with CODEX_SANDBOX_MODE=%s: Codex commands can write as root",
+                settings.sandbox_mode,
+            )
+
+    @app.before_request
+    async def _guard() -> None:
+        rid = "req_" + secrets.token_hex(12)
+        g.record = RequestRecord(rid, request.method, request.path, trio.current_time())
+        if request.path in ("/healthz", "/v1/healthz"):
+            return
+        key = check_api_key(settings.api_keys, presented_key(dict(request.headers.items())))
+        bucket = key_fingerprint(key) if key is not None else f"addr:{request.remote_addr}"
+        rate.check(bucket, trio.current_time())
+
+    @app.after_request
+    async def _finish(response: Response) -> Response:
+        record: RequestRecord | None = g.get("record")
+        if record is not None:
+            response.headers["x-request-id"] = record.request_id
+            record.status = response.status_code
+            if not record.stream or response.status_code != 200:
+                record.emit()
+        return response
+
+    @app.errorhandler(ServiceError)
+    async def _service_error(error: ServiceError) -> Response:
+        record: RequestRecord | None = g.get("record")
+        if record is not None:
+            record.code = error.code
+            record.stream = False
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(error: HTTPException) -> Response:
+        code = error.code or 500
+        err: ServiceError
+        if code == 404:
+            err = NotFoundError(f"Invalid URL ({request.method} {request.path})", code=None)
+        elif code == 405:
+            err = MethodNotAllowedError(
+                f"Method {request.method} is not allowed for {request.path}"
+            )
+        elif code == 413:
+            err = PayloadTooLargeError(
+                f"The request body is larger than the limit of {settings.max_body_bytes} bytes."
+            )
+        elif code == 408:
+            err = ServiceError(
+                "The request body did not arrive in time.", status=408, code="request_timeout"
+            )
+        elif 400 <= code < 500:
+            err = InvalidRequestError(error.description or "Bad request", status=code)
+        else:
+            err = ServiceError(error.description or "Internal server error", status=code)
+        return await _service_error(err)
+
+    @app.errorhandler(Exception)
+    async def _unexpected(error: Exception) -> Response:
+        record: RequestRecord | None = g.get("record")
+        rid = record.request_id if record is not None else "-"
+        log.error("unexpected error in request %s", rid, exc_info=error)
+        return await _service_error(
+            ServiceError(f"The server had an error while processing your request ({rid}).")
+        )
+
+    @app.get("/healthz")
+    async def healthz() -> ResponseReturnValue:
+        limiter = runner.limiter
+        return {
+            "status": "ok",
+            "running": limiter.borrowed_tokens,
+            "queued": limiter.statistics().tasks_waiting,
+            "slots": limiter.total_tokens,
+        }
+
+    @app.get("/v1/models")
+    @app.get("/models")
+    async def list_models() -> ResponseReturnValue:
+        return {"object": "list", "data": [e.to_openai() for e in service.catalog.listed()]}
+
+    @app.get("/v1/models/<path:model_id>")
+    @app.get("/models/<path:model_id>")
+    async def get_model(model_id: str) -> ResponseReturnValue:
+        return service.catalog.resolve(model_id).to_openai()
+
+    @app.post("/v1/chat/completions")
+    @app.post("/chat/completions")
+    async def chat_completions() -> ResponseReturnValue:
+        record: RequestRecord = g.record
+        body = await read_json_body(settings.max_body_bytes)
+        req = parse_model(ChatCompletionRequest, body)
+        record.model = req.model
+        options = service.options(req.model, req.x_codex, req.reasoning_effort)
+        prompt = chat_prompt(req.messages)
+        schema, final_only = _chat_output_schema(req.response_format)
+        if req.response_format is not None and req.response_format.get("type") == "json_object":
+            prompt = Prompt(prompt.text + chat.json_object_instruction(), prompt.images)
+        spec, scratch = await service.prepare(prompt, options, output_schema=schema)
+        try:
+            handle = await service.start(_nursery(app), spec, scratch)
+        except BaseException:
+            discard(scratch)
+            raise
+        completion_id = chat.new_completion_id()
+        created = chat.now()
+        if req.stream:
+            record.stream = True
+            framer = chat.ChunkFramer(
+                completion_id,
+                created,
+                req.model,
+                include_usage=bool(req.stream_options and req.stream_options.include_usage),
+            )
+
+            def on_end(transcript: Transcript, error: ServiceError | None) -> None:
+                record.from_run(handle, transcript)
+                if error is not None:
+                    record.code = error.code
+                record.emit()
+
+            frames = chat.stream_frames(
+                handle,
+                framer,
+                keepalive=settings.keepalive_interval,
+                final_only=final_only,
+                on_end=on_end,
+            )
+            response = Response(RunBody(handle, frames), headers=SSE_HEADERS)
+            response.timeout = None
+            return response
+
+        transcript = Transcript()
+        handle.attach()
+        try:
+            async for event in handle.events:
+                transcript.feed(event)
+        finally:
+            handle.cancel()
+            record.from_run(handle, transcript)
+        error = chat.run_error(handle, transcript)
+        if error is not None:
+            raise error
+        return chat.completion_body(
+            completion_id, created, req.model, transcript, final_only=final_only
+        )
+
+    return app
+
+
+def _nursery(app: QuartTrio) -> trio.Nursery:
+    return app.nursery
+
+
+def _discovery_env(environ: Mapping[str, str], settings: Settings) -> dict[str, str]:
+    from .command import child_environment
+
+    return child_environment(environ, codex_home=settings.codex_home)
+
+
+def _chat_output_schema(
+    response_format: dict[str, Any] | None,
+) -> tuple[dict[str, Any] | None, bool]:
+    """``response_format`` to (schema for ``--output-schema``, answer is the last message only)."""
+    if response_format is None:
+        return None, False
+    kind = response_format.get("type")
+    if kind == "text":
+        return None, False
+    if kind == "json_object":
+        return None, True
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            raise InvalidRequestError(
+                "response_format.json_schema.schema must be a JSON Schema object.",
+                param="response_format.json_schema.schema",
+                code="invalid_value",
+            )
+        from .structured import check_schema
+
+        schema: dict[str, Any] = spec["schema"]
+        check_schema(schema, param="response_format.json_schema.schema")
+        return schema, True
+    raise InvalidRequestError(
+        f"response_format.type '{kind}' is not supported; use text, json_object or json_schema.",
+        param="response_format.type",
+        code="invalid_value",
+    )

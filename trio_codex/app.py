@@ -1,0 +1,31 @@
+"""The deployable ASGI app: ``hypercorn trio_codex.app:app -k trio``.
+
+Importing this module reads the environment (``Settings.from_env``); a bad value stops the
+process with a message naming the variable. Tests and embedders use ``trio_codex.create_app``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from .api import create_app
+from .settings import Settings, SettingsError
+
+__all__ = ["app"]
+
+
+def _load() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(f"trio_codex: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        raise SystemExit(2) from None
+
+
+if not logging.getLogger().handlers:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+app = create_app(_load())

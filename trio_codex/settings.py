@@ -1,0 +1,211 @@
+"""Server settings: read from the environment once, validated, frozen.
+
+``Settings.from_env()`` is the only place an environment variable is read. A bad value raises
+``SettingsError`` whose message names the variable and what is allowed, so the server refuses to
+start instead of misbehaving later. ``CODEX_SANDBOX_MODE=danger-full-access`` without
+``CODEX_ALLOW_DANGER_FULL_ACCESS=1`` is such an error: the double switch guards the effective
+sandbox, not only request overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Final, Literal, TypeVar, get_args
+
+SandboxMode = Literal["read-only", "workspace-write", "danger-full-access"]
+SANDBOX_MODES: Final[tuple[str, ...]] = get_args(SandboxMode)
+
+#: Reasoning efforts accepted anywhere (the union of OpenAI's and Codex's names).
+REASONING_EFFORTS: Final[tuple[str, ...]] = (
+    "none",
+    "minimal",
+    "low",
+    "medium",
+    "high",
+    "xhigh",
+    "max",
+    "ultra",
+)
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A configuration value is invalid; the message names the variable."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the server is configured with. Immutable; build it with ``from_env``."""
+
+    api_keys: tuple[str, ...] = ()
+    rate_limit_per_minute: int = 0
+    workdir: Path
+    sandbox_mode: SandboxMode = "read-only"
+    reasoning_effort: str | None = None
+    local_only: bool = False
+    allow_danger_full_access: bool = False
+    timeout: float = 600.0
+    max_parallel_requests: int = 4
+    queue_timeout: float = 30.0
+    codex_path: Path
+    codex_home: Path
+    #: Idle timeout: a run that prints no event for this long ends with 504 (None: off).
+    idle_timeout: float | None = None
+    #: Seconds between ``: keep-alive`` comments on a silent SSE stream.
+    keepalive_interval: float = 5.0
+    #: SIGTERM to SIGKILL grace for a Codex process group.
+    kill_grace: float = 2.0
+    #: Largest accepted request body, in bytes.
+    max_body_bytes: int = 16 * 1024 * 1024
+    #: Largest accepted image, in bytes, after decoding.
+    max_image_bytes: int = 20 * 1024 * 1024
+    #: Fetch http(s) image URLs (public addresses only). Off by default.
+    allow_image_fetch: bool = False
+    #: Extra environment variable names passed to the Codex child.
+    env_passthrough: tuple[str, ...] = ()
+    #: Secret used to bind response ids to API keys (random per process when unset).
+    response_id_secret: bytes = b""
+
+    def __post_init__(self) -> None:
+        if self.sandbox_mode == "danger-full-access" and not self.allow_danger_full_access:
+            raise SettingsError(
+                "CODEX_SANDBOX_MODE=danger-full-access needs CODEX_ALLOW_DANGER_FULL_ACCESS=1 "
+                "as well (the double switch); use read-only or workspace-write otherwise"
+            )
+        if not self.response_id_secret:
+            object.__setattr__(self, "response_id_secret", os.urandom(32))
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, make_workdir: bool = True
+    ) -> Settings:
+        """Validate every variable; raise ``SettingsError`` naming the first bad one."""
+        env = os.environ if environ is None else environ
+        get = _Reader(env)
+
+        keys = tuple(k.strip() for k in env.get("PROXY_API_KEY", "").split(",") if k.strip())
+        workdir_raw = env.get("CODEX_WORKDIR", "").strip()
+        if workdir_raw:
+            workdir = Path(workdir_raw).expanduser()
+            if not workdir.is_dir():
+                raise SettingsError(f"CODEX_WORKDIR: {workdir_raw!r} is not an existing directory")
+            workdir = workdir.resolve()
+        elif make_workdir:
+            workdir = Path(tempfile.mkdtemp(prefix="trio-codex-work-"))
+        else:
+            workdir = Path(tempfile.gettempdir())
+
+        codex_home_raw = env.get("CODEX_HOME", "").strip()
+        codex_home = Path(codex_home_raw).expanduser() if codex_home_raw else Path.home() / ".codex"
+
+        secret = env.get("TRIO_CODEX_RESPONSE_ID_SECRET", "").encode()
+        return cls(
+            api_keys=keys,
+            rate_limit_per_minute=get("RATE_LIMIT_PER_MINUTE", 0, _int(minimum=0)),
+            workdir=workdir,
+            sandbox_mode=get("CODEX_SANDBOX_MODE", "read-only", _choice(SANDBOX_MODES)),  # type: ignore[arg-type]
+            reasoning_effort=get("CODEX_REASONING_EFFORT", None, _choice(REASONING_EFFORTS)),
+            local_only=get("CODEX_LOCAL_ONLY", False, _bool),
+            allow_danger_full_access=get("CODEX_ALLOW_DANGER_FULL_ACCESS", False, _bool),
+            timeout=get("CODEX_TIMEOUT", 600.0, _seconds()),
+            max_parallel_requests=get("CODEX_MAX_PARALLEL_REQUESTS", 4, _int(minimum=1)),
+            queue_timeout=get("CODEX_QUEUE_TIMEOUT_SECONDS", 30.0, _seconds(allow_zero=True)),
+            codex_path=get("CODEX_PATH", None, _executable) or _default_codex(),
+            codex_home=codex_home,
+            idle_timeout=get("CODEX_IDLE_TIMEOUT", None, _seconds()),
+            keepalive_interval=get("CODEX_SSE_KEEPALIVE_SECONDS", 5.0, _seconds()),
+            kill_grace=get("CODEX_KILL_GRACE_SECONDS", 2.0, _seconds(allow_zero=True)),
+            max_body_bytes=get("MAX_REQUEST_BYTES", 16 * 1024 * 1024, _int(minimum=1024)),
+            max_image_bytes=get("CODEX_MAX_IMAGE_BYTES", 20 * 1024 * 1024, _int(minimum=1)),
+            allow_image_fetch=get("CODEX_ALLOW_IMAGE_FETCH", False, _bool),
+            env_passthrough=tuple(
+                n.strip() for n in env.get("CODEX_ENV_PASSTHROUGH", "").split(",") if n.strip()
+            ),
+            response_id_secret=secret,
+        )
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def __call__(self, name: str, default: T, parse: Callable[[str], T]) -> T:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except SettingsError as exc:
+            raise SettingsError(f"{name}: {exc}") from None
+
+
+def _bool(raw: str) -> bool:
+    low = raw.lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise SettingsError(f"{raw!r} is not a boolean; use 1/0, true/false, yes/no or on/off")
+
+
+def _int(*, minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{raw!r} is not an integer") from None
+        if value < minimum:
+            raise SettingsError(f"{value} is below the minimum of {minimum}")
+        return value
+
+    return parse
+
+
+def _seconds(*, allow_zero: bool = False) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{raw!r} is not a number of seconds") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            bound = ">= 0" if allow_zero else "> 0"
+            raise SettingsError(f"{raw!r} must be a finite number of seconds {bound}")
+        return value
+
+    return parse
+
+
+def _choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in allowed:
+            raise SettingsError(f"{raw!r} is not one of: {', '.join(allowed)}")
+        return raw
+
+    return parse
+
+
+def _executable(raw: str) -> Path:
+    found = shutil.which(os.path.expanduser(raw))
+    if found is None:
+        raise SettingsError(
+            f"{raw!r} is not an executable file or a command on PATH; "
+            "install the Codex CLI (npm install -g @openai/codex) or set CODEX_PATH"
+        )
+    return Path(found).absolute()
+
+
+def _default_codex() -> Path:
+    try:
+        return _executable("codex")
+    except SettingsError as exc:
+        raise SettingsError(f"CODEX_PATH: {exc}") from None
