@@ -54,7 +54,9 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the package, the tests and this file."""
     session.install("-e", ".", "--group", "typing")
-    session.run("mypy", "trio_codex", "tests", "noxfile.py", *(["bench"] if Path("bench").is_dir() else []))
+    session.run(
+        "mypy", "trio_codex", "tests", "noxfile.py", *(["bench"] if Path("bench").is_dir() else [])
+    )
 
 
 @nox.session(python=PYTHONS)

@@ -1,0 +1,142 @@
+"""HTTP plumbing shared by every API route: the request record and its log line, error
+responses, and reading a JSON body with a byte limit that holds for chunked uploads too."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+import trio
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from .errors import InvalidRequestError, PayloadTooLargeError, ServiceError
+from .events import Transcript
+from .runner import RunHandle
+
+log = logging.getLogger("trio_codex")
+
+#: Nesting deeper than this is refused before ``json.loads`` could hit the recursion limit.
+MAX_JSON_DEPTH = 64
+
+
+def app_nursery(app: QuartTrio) -> trio.Nursery:
+    """The lifespan nursery quart-trio opens while the app is serving (runs live there)."""
+    return app.nursery
+
+
+@dataclasses.dataclass
+class RequestRecord:
+    """What the per-request log line reports."""
+
+    request_id: str
+    method: str
+    path: str
+    started: float
+    model: str | None = None
+    status: int | None = None
+    code: str | None = None
+    stream: bool = False
+    queue_wait: float | None = None
+    run_time: float | None = None
+    exit_code: int | None = None
+    tokens: int | None = None
+    logged: bool = False
+
+    def from_run(self, handle: RunHandle, transcript: Transcript | None) -> None:
+        self.queue_wait = handle.queue_wait
+        self.run_time = handle.run_time if handle.started else None
+        self.exit_code = handle.exit.exit_code
+        if transcript is not None and transcript.usage is not None:
+            self.tokens = transcript.usage.total_tokens
+
+    def emit(self) -> None:
+        if self.logged:
+            return
+        self.logged = True
+        duration = trio.current_time() - self.started
+
+        def fmt(v: float | None) -> str:
+            return "-" if v is None else f"{v:.3f}"
+
+        log.info(
+            "request id=%s method=%s path=%s model=%s status=%s%s stream=%s queue_wait=%s "
+            "run_time=%s exit=%s tokens=%s duration=%.3f",
+            self.request_id,
+            self.method,
+            self.path,
+            self.model or "-",
+            self.status,
+            f" code={self.code}" if self.code else "",
+            int(self.stream),
+            fmt(self.queue_wait),
+            fmt(self.run_time),
+            "-" if self.exit_code is None else self.exit_code,
+            "-" if self.tokens is None else self.tokens,
+            duration,
+        )
+
+
+def error_response(error: ServiceError) -> Response:
+    response = Response(
+        json.dumps(error.envelope()), status=error.status_code, content_type="application/json"
+    )
+    response.headers.update(error.headers())
+    if error.status_code == 429 and error.code == "insufficient_quota":
+        response.headers["x-should-retry"] = "false"
+    return response
+
+
+def _json_depth_ok(raw: bytes, limit: int) -> bool:
+    depth = 0
+    in_string = False
+    escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return False
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+async def read_json_body(max_bytes: int) -> object:
+    """The request body as JSON; 413 past ``max_bytes`` (counted as it arrives, chunked too),
+    400 for anything that is not JSON."""
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise PayloadTooLargeError(
+            f"The request body is {length} bytes; the limit is {max_bytes}.", param=None
+        )
+    buf = bytearray()
+    async for chunk in request.body:
+        buf += chunk
+        if len(buf) > max_bytes:
+            raise PayloadTooLargeError(
+                f"The request body is larger than the limit of {max_bytes} bytes.", param=None
+            )
+    if not buf.strip():
+        raise InvalidRequestError(
+            "The request body is empty; send a JSON object.", code="invalid_json"
+        )
+    if not _json_depth_ok(bytes(buf), MAX_JSON_DEPTH):
+        raise InvalidRequestError(
+            f"The request body nests deeper than {MAX_JSON_DEPTH} levels.", code="invalid_json"
+        )
+    try:
+        return json.loads(buf)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequestError(
+            f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
+        ) from None
