@@ -73,6 +73,7 @@ __all__ = [
     "RESERVED_PROVIDER_IDS",
     "LocalOnlyPolicy",
     "ProviderVerdict",
+    "argv_config_overrides",
     "is_loopback_url",
     "provider_env_keys",
     "resolve_provider",
@@ -316,6 +317,42 @@ def _load_config(codex_home: Path, overrides: Sequence[tuple[str, object]]) -> _
     return _Config(provider, openai_base_url, providers)
 
 
+def argv_config_overrides(argv: Sequence[str]) -> tuple[tuple[str, object], ...]:
+    """The config overrides an argv carries, in order, as Codex reads them.
+
+    ``-c key=value`` / ``--config key=value`` / ``--config=key=value``: the value is parsed as a
+    TOML value and, when that fails, kept as the raw string (Codex's rule). ``--enable x`` and
+    ``--disable x`` are ``features.x = true/false``. Anything else is skipped, so the argv of a
+    whole ``codex exec`` invocation can be passed as it is.
+    """
+    pairs: list[tuple[str, object]] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        value: str | None = None
+        if arg in {"-c", "--config", "--enable", "--disable"} and i + 1 < len(args):
+            value = args[i + 1]
+            i += 1
+        elif arg.startswith("--config="):
+            arg, value = "--config", arg.removeprefix("--config=")
+        i += 1
+        if value is None:
+            continue
+        if arg in {"--enable", "--disable"}:
+            pairs.append((f"features.{value}", arg == "--enable"))
+            continue
+        key, eq, raw = value.partition("=")
+        if not eq or not key.strip():
+            continue
+        try:
+            parsed: object = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = raw.strip()
+        pairs.append((key.strip(), parsed))
+    return tuple(pairs)
+
+
 def _oss_base_url(provider: str, environ: Mapping[str, str]) -> str:
     """The URL Codex uses for the built-in ``ollama``/``lmstudio`` provider."""
     base_url = environ.get("CODEX_OSS_BASE_URL", "")
@@ -429,6 +466,18 @@ class LocalOnlyPolicy:
         self._overrides = tuple(overrides)
         self._state: _FileState | None = None
         self._verdict: ProviderVerdict | None = None
+
+    @property
+    def overrides(self) -> tuple[tuple[str, object], ...]:
+        """The ``-c`` overrides the verdict takes into account."""
+        return self._overrides
+
+    def with_overrides(self, extra: Sequence[tuple[str, object]]) -> LocalOnlyPolicy:
+        """This policy with ``extra`` applied after its own overrides (``self`` if already so)."""
+        extra = tuple(extra)
+        if not extra or self._overrides[-len(extra) :] == extra:
+            return self
+        return LocalOnlyPolicy(self._codex_home, self._environ, (*self._overrides, *extra))
 
     def _file_state(self) -> _FileState:
         try:

@@ -106,16 +106,31 @@ def render(turns: Sequence[Turn]) -> str:
     return header + "\n\n".join(blocks)
 
 
-def check_length(text: str) -> str:
+def check_length(text: str, *, param: str | None = "messages") -> str:
     """Refuse a prompt over Codex's input limit before any process starts."""
     if len(text) > MAX_PROMPT_CHARS:
         raise ContextLengthError(
             f"The prompt is {len(text)} characters long; Codex accepts at most {MAX_PROMPT_CHARS}.",
-            param="messages",
+            param=param,
         )
+    return text
+
+
+def check_encodable(text: str, *, param: str | None = "messages") -> str:
+    """Refuse a prompt that cannot travel to Codex as UTF-8 (a lone surrogate such as the
+    JSON escape ``"\\ud800"``), as a 400 instead of a failure when the run starts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequestError(
+            f"The prompt contains a lone surrogate (U+{ord(text[exc.start]):04X}) at character "
+            f"{exc.start}, which is not valid Unicode text.",
+            param=param,
+            code="invalid_value",
+        ) from None
     return text
 
 
 def chat_prompt(messages: Sequence[ChatMessage]) -> Prompt:
     turns, images = chat_turns(messages)
-    return Prompt(check_length(render(turns)), tuple(images))
+    return Prompt(check_encodable(check_length(render(turns))), tuple(images))

@@ -6,6 +6,7 @@ OpenAI's structured outputs accept) with a 400 naming the field, before any proc
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,14 @@ from .errors import InvalidRequestError
 
 def check_schema(schema: Mapping[str, Any], *, param: str) -> None:
     """Raise ``InvalidRequestError`` unless ``schema`` is a valid JSON Schema object."""
+    try:
+        json.dumps(schema, allow_nan=False)
+    except ValueError:
+        raise InvalidRequestError(
+            f"Invalid JSON Schema in '{param}': NaN and Infinity are not JSON.",
+            param=param,
+            code="invalid_json_schema",
+        ) from None
     try:
         jsonschema.Draft202012Validator.check_schema(dict(schema))
     except jsonschema.SchemaError as exc:

@@ -3,9 +3,12 @@ responses, and reading a JSON body with a byte limit that holds for chunked uplo
 
 from __future__ import annotations
 
+import array
 import dataclasses
+import itertools
 import json
 import logging
+import re
 
 import trio
 from quart import Response, request
@@ -88,27 +91,26 @@ def error_response(error: ServiceError) -> Response:
     return response
 
 
+#: A JSON string once every escape pair that could hide a quote is gone (see ``_json_depth_ok``).
+_JSON_STRING = re.compile(rb'"[^"]*"')
+#: Every byte but the four brackets (deleted), and the brackets as signed steps (+1 / -1).
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+
+
 def _json_depth_ok(raw: bytes, limit: int) -> bool:
-    depth = 0
-    in_string = False
-    escaped = False
-    for byte in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            if depth > limit:
-                return False
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return True
+    """False if ``raw`` nests arrays/objects deeper than ``limit`` (brackets inside strings
+    do not count). Exact for valid JSON; for invalid JSON it may answer either way, and the
+    parser refuses that anyway. Runs at C speed (~0.2 s for 16 MiB of the worst shapes), so a
+    big body cannot hold the event loop the way a byte-by-byte Python loop would (~2 s)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return True
+    # In a valid JSON text a backslash only occurs in strings and starts a two-byte escape:
+    # drop escaped backslashes first, then escaped quotes; what is left of every string is
+    # '"[^"]*"'.
+    text = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    steps = _JSON_STRING.sub(b"", text).translate(_BRACKET_STEPS, _NOT_BRACKETS)
+    return max(itertools.accumulate(array.array("b", steps)), default=0) <= limit
 
 
 async def read_json_body(max_bytes: int) -> object:
@@ -135,7 +137,9 @@ async def read_json_body(max_bytes: int) -> object:
             f"The request body nests deeper than {MAX_JSON_DEPTH} levels.", code="invalid_json"
         )
     try:
-        return json.loads(buf)
+        # UTF-8 only (RFC 8259): json.loads would also detect UTF-16/32 from bytes, whose
+        # escapes the depth check above does not read.
+        return json.loads(buf.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise InvalidRequestError(
             f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
