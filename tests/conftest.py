@@ -22,6 +22,8 @@ from trio_codex.events import (
     CodexEvent,
     ErrorEvent,
     MessageCompleted,
+    ReasoningCompleted,
+    TextDelta,
     ThreadStarted,
     TurnCompleted,
     TurnFailed,
@@ -71,6 +73,13 @@ class ScriptedBackend:
     Keys: ``sleep`` (virtual seconds before answering), ``reply``, ``fail`` (a failure
     message), ``crash`` (raise inside the backend), ``chunks`` (messages). Records every run
     so tests can assert exact virtual times.
+
+    More keys: ``silent`` (virtual seconds before the first event), ``thread`` (the thread
+    id; default the resumed thread, else ``thread-1``), ``reasoning`` (a reasoning item
+    first), ``replies`` (messages separated by ``|``, instead of ``chunks`` x ``reply``),
+    ``deltas`` (stream each message as that many ``TextDelta`` pieces before it completes),
+    ``usage`` (``input,cached,output,reasoning`` of ``turn.completed``) and ``fail_late``
+    (fail with this message after the messages).
     """
 
     def __init__(self) -> None:
@@ -86,7 +95,9 @@ class ScriptedBackend:
         found = DIRECTIVE.findall(spec.prompt)
         opts = dict(p.split("=", 1) for p in found[-1].split(";") if "=" in p) if found else {}
         try:
-            await emit(ThreadStarted("thread-1"))
+            if "silent" in opts:
+                await trio.sleep(float(opts["silent"]))
+            await emit(ThreadStarted(opts.get("thread", spec.resume_thread_id or "thread-1")))
             await emit(TurnStarted())
             await trio.sleep(float(opts.get("sleep", 0)))
             if "crash" in opts:
@@ -95,9 +106,26 @@ class ScriptedBackend:
                 await emit(ErrorEvent(opts["fail"]))
                 await emit(TurnFailed(opts["fail"]))
                 return ExitInfo(1, "")
-            for n in range(int(opts.get("chunks", 1))):
-                await emit(MessageCompleted(f"item_{n}", opts.get("reply", "hello")))
-            await emit(TurnCompleted(Usage(10, 2, 5, 1)))
+            if "reasoning" in opts:
+                await emit(ReasoningCompleted("item_r", opts["reasoning"]))
+            replies = (
+                opts["replies"].split("|")
+                if "replies" in opts
+                else [opts.get("reply", "hello")] * int(opts.get("chunks", 1))
+            )
+            for n, reply in enumerate(replies):
+                pieces = int(opts.get("deltas", 0))
+                if pieces:
+                    size = max(1, -(-len(reply) // pieces))
+                    for start in range(0, len(reply), size):
+                        await emit(TextDelta(f"item_{n}", reply[start : start + size]))
+                await emit(MessageCompleted(f"item_{n}", reply))
+            if "fail_late" in opts:
+                await emit(ErrorEvent(opts["fail_late"]))
+                await emit(TurnFailed(opts["fail_late"]))
+                return ExitInfo(1, "")
+            counts = [int(c) for c in opts.get("usage", "10,2,5,1").split(",")]
+            await emit(TurnCompleted(Usage(*counts)))
             return ExitInfo(0, "")
         except trio.Cancelled:
             record.cancelled = True

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
+from .localonly import LOCAL_ONLY_CODEX_ARGS, argv_config_overrides
 from .settings import SandboxMode, Settings
 
 #: Flags that make every run faster and quieter without changing what the user gets: no plugin
@@ -33,6 +34,17 @@ FAST_FLAGS: Final[tuple[str, ...]] = (
     "-c",
     "analytics.enabled=false",
 )
+
+
+def server_config_overrides(*, local_only: bool) -> tuple[tuple[str, object], ...]:
+    """The config overrides the server passes to every run (``FAST_FLAGS``, plus
+    ``LOCAL_ONLY_CODEX_ARGS`` in local-only mode), for the local-only verdict to merge.
+
+    Per-request ``-c`` values (reasoning effort, workspace network, the resume sandbox) are
+    validated enums under keys that cannot change the provider; a test holds that.
+    """
+    return argv_config_overrides((*FAST_FLAGS, *(LOCAL_ONLY_CODEX_ARGS if local_only else ())))
+
 
 #: Environment variables the child may inherit from the server.
 BASE_ENV_ALLOWLIST: Final[frozenset[str]] = frozenset(

@@ -28,6 +28,8 @@ class Usage:
     cached_input_tokens: int = 0
     output_tokens: int = 0
     reasoning_output_tokens: int = 0
+    #: Input tokens written to the upstream's prompt cache (``cache_write_input_tokens``).
+    cache_write_input_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -44,10 +46,14 @@ class Usage:
         }
 
     def to_responses(self) -> dict[str, Any]:
-        """``usage`` of a Responses API response."""
+        """``usage`` of a Responses API response (every field the spec's ``ResponseUsage``
+        requires, ``input_tokens_details.cache_write_tokens`` included)."""
         return {
             "input_tokens": self.input_tokens,
-            "input_tokens_details": {"cached_tokens": self.cached_input_tokens},
+            "input_tokens_details": {
+                "cached_tokens": self.cached_input_tokens,
+                "cache_write_tokens": self.cache_write_input_tokens,
+            },
             "output_tokens": self.output_tokens,
             "output_tokens_details": {"reasoning_tokens": self.reasoning_output_tokens},
             "total_tokens": self.total_tokens,
@@ -152,6 +158,7 @@ def parse_usage(data: object) -> Usage:
         cached_input_tokens=_int(data.get("cached_input_tokens")),
         output_tokens=_int(data.get("output_tokens")),
         reasoning_output_tokens=_int(data.get("reasoning_output_tokens")),
+        cache_write_input_tokens=_int(data.get("cache_write_input_tokens")),
     )
 
 

@@ -20,12 +20,12 @@ from typing import Any
 
 import trio
 
-from .command import RunSpec
+from .command import RunSpec, server_config_overrides
 from .errors import InvalidRequestError, LocalOnlyViolationError, PermissionDeniedError
 from .images import ImagePolicy, check_image_url, materialize_images
 from .localonly import LOCAL_ONLY_CODEX_ARGS, LocalOnlyPolicy
 from .models import ModelCatalog, ModelEntry
-from .prompt import Prompt
+from .prompt import Prompt, check_encodable, check_length
 from .runner import CodexRunner, RunHandle
 from .schemas import XCodex
 from .settings import SandboxMode, Settings
@@ -57,7 +57,14 @@ class Service:
         self.settings = settings
         self.runner = runner
         self.catalog = catalog
-        self.local_only = local_only
+        # The verdict merges the -c overrides the server itself passes to every run.
+        self.local_only = (
+            local_only.with_overrides(server_config_overrides(local_only=True))
+            if local_only is not None
+            else None
+        )
+        #: Where request scratch directories are made (None: the system temp directory).
+        self.scratch_root: Path | None = None
         self.image_policy = ImagePolicy(
             max_bytes=settings.max_image_bytes, allow_fetch=settings.allow_image_fetch
         )
@@ -125,8 +132,11 @@ class Service:
         The caller hands the directory to ``start`` (which removes it when the run ends) or,
         if it does not get that far, removes it itself (``discard``).
         """
+        # Again here, for every API: callers may have added text after their own check.
+        check_length(prompt.text, param=None)
+        check_encodable(prompt.text, param=None)
         self.check_images(prompt)
-        scratch = Path(tempfile.mkdtemp(prefix="trio-codex-req-"))
+        scratch = Path(tempfile.mkdtemp(prefix="trio-codex-req-", dir=self.scratch_root))
         try:
             images = await materialize_images(prompt.images, scratch, self.image_policy)
             schema_path: Path | None = None

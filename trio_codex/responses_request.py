@@ -1,0 +1,319 @@
+"""The Responses API request: validation, and its translation to one Codex run. Pure.
+
+``parse_responses_request`` validates a body (400 naming the field, never 422/500);
+``plan_run`` turns it into the prompt, the output schema and whether the answer is the last
+message only; ``echo_fields`` gives the request fields the response object repeats.
+
+Input: ``input`` is a string (one user message) or a list of items. Message items (``type``
+``"message"`` or absent) have a ``role`` (``user``, ``assistant``, ``system``, ``developer``)
+and ``content`` as a string or a list of ``input_text`` / ``output_text`` / ``refusal`` /
+``input_image`` parts. ``reasoning`` items (a previous response's output passed back) are
+accepted and skipped: the thread, or the messages, carry what they led to. Every other item
+is refused with a 400 whose ``param`` names it (``input[3]``): the server never offers tools to
+the model, so a ``function_call_output`` answers a call it never made. ``instructions`` become
+a developer message ahead of the input. Fields the server cannot honour at all (``background``,
+``conversation``, ``prompt`` templates) are refused; every other field is accepted, and echoed
+where the ``Response`` object has it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+
+from .chat import json_object_instruction
+from .errors import InvalidRequestError
+from .images import ImageRef
+from .prompt import Prompt, Turn, check_encodable, check_length, render
+from .schemas import ReasoningEffort, XCodex, parse_model
+from .structured import check_schema
+
+MESSAGE_ROLES: Final = frozenset({"user", "assistant", "system", "developer"})
+MAX_METADATA_KEYS: Final = 16
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class ReasoningParam(_Open):
+    effort: ReasoningEffort | None = None
+    summary: StrictStr | None = None
+
+
+class TextParam(_Open):
+    format: dict[str, Any] | None = None
+    verbosity: StrictStr | None = None
+
+
+class ResponsesRequest(_Open):
+    """``POST /v1/responses``; unknown fields are accepted (and ignored)."""
+
+    model: StrictStr
+    input: StrictStr | list[Any]
+    instructions: StrictStr | None = None
+    stream: StrictBool | None = False
+    previous_response_id: StrictStr | None = None
+    store: StrictBool | None = None
+    reasoning: ReasoningParam | None = None
+    text: TextParam | None = None
+    x_codex: XCodex | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: StrictStr | dict[str, Any] | None = None
+    parallel_tool_calls: StrictBool | None = None
+    temperature: Annotated[float, Field(strict=True, ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(strict=True, ge=0, le=1)] | None = None
+    max_output_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
+    max_tool_calls: Annotated[StrictInt, Field(ge=0)] | None = None
+    top_logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
+    metadata: dict[StrictStr, StrictStr] | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    user: StrictStr | None = None
+    safety_identifier: StrictStr | None = None
+    prompt_cache_key: StrictStr | None = None
+    service_tier: StrictStr | None = None
+    include: list[StrictStr] | None = None
+    background: StrictBool | None = None
+    conversation: Any = None
+    prompt: Any = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return value
+        if len(value) > MAX_METADATA_KEYS:
+            raise ValueError(f"at most {MAX_METADATA_KEYS} keys are allowed")
+        for key, item in value.items():
+            if len(key) > 64:
+                raise ValueError(f"key {key[:20]!r}... is longer than 64 characters")
+            if len(item) > 512:
+                raise ValueError(f"the value of {key!r} is longer than 512 characters")
+        return value
+
+
+def parse_responses_request(body: object) -> ResponsesRequest:
+    """Validate ``body``; refuse the features this server cannot provide (400 naming them)."""
+    req = parse_model(ResponsesRequest, body)
+    if req.background:
+        raise _unsupported("background", "Background responses are not supported")
+    if req.conversation is not None:
+        raise _unsupported(
+            "conversation",
+            "The Conversations API is not supported; continue with previous_response_id",
+        )
+    if req.prompt is not None:
+        raise _unsupported("prompt", "Prompt templates are not supported")
+    return req
+
+
+def _unsupported(param: str, what: str) -> InvalidRequestError:
+    return InvalidRequestError(f"{what} by this server.", param=param, code="unsupported_parameter")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What one request asks of Codex."""
+
+    prompt: Prompt
+    #: JSON Schema for ``--output-schema`` (``text.format`` ``json_schema``).
+    output_schema: dict[str, Any] | None
+    #: Structured output: the answer is the last agent message only.
+    final_only: bool
+
+
+def plan_run(req: ResponsesRequest) -> RunPlan:
+    """The prompt (roles and order kept), the output schema and the answer mode."""
+    schema, final_only, json_object = text_format(req.text)
+    turns, images = input_turns(req.input, req.instructions)
+    text = render(turns)
+    if json_object:
+        text += json_object_instruction()
+    text = check_encodable(check_length(text, param="input"), param="input")
+    return RunPlan(Prompt(text, tuple(images)), schema, final_only)
+
+
+def text_format(text: TextParam | None) -> tuple[dict[str, Any] | None, bool, bool]:
+    """``text.format`` to (schema, answer is the last message only, JSON-object mode)."""
+    fmt = text.format if text is not None else None
+    if fmt is None:
+        return None, False, False
+    kind = fmt.get("type")
+    if kind == "text":
+        return None, False, False
+    if kind == "json_object":
+        return None, True, True
+    if kind == "json_schema":
+        schema = fmt.get("schema")
+        if not isinstance(schema, dict):
+            raise InvalidRequestError(
+                "text.format.schema must be a JSON Schema object.",
+                param="text.format.schema",
+                code="invalid_value" if "schema" in fmt else "missing_required_parameter",
+            )
+        name = fmt.get("name")
+        if name is not None and not isinstance(name, str):
+            raise InvalidRequestError(
+                "text.format.name must be a string.", param="text.format.name", code="invalid_value"
+            )
+        check_schema(schema, param="text.format.schema")
+        return schema, True, False
+    raise InvalidRequestError(
+        f"text.format.type {kind!r} is not supported; use text, json_object or json_schema.",
+        param="text.format.type",
+        code="invalid_value",
+    )
+
+
+def input_turns(
+    items: str | list[Any], instructions: str | None = None
+) -> tuple[list[Turn], list[ImageRef]]:
+    """Flatten ``instructions`` and ``input`` into turns; images become refs (see module doc)."""
+    turns: list[Turn] = []
+    images: list[ImageRef] = []
+    if instructions:
+        turns.append(Turn("developer", instructions))
+    ahead = len(turns)
+    if isinstance(items, str):
+        turns.append(Turn("user", items))
+        return turns, images
+    for i, item in enumerate(items):
+        where = f"input[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidRequestError(
+                f"{where} must be an object (an input item).", param=where, code="invalid_value"
+            )
+        kind = item.get("type", "message")
+        if kind == "message":
+            turns.append(_message_turn(item, where, images))
+        elif kind == "reasoning":
+            continue
+        elif kind == "function_call_output":
+            call = item.get("call_id")
+            raise InvalidRequestError(
+                f"{where} is a function_call_output for call_id {call!r}, but this server "
+                "never offered a tool to the model, so it never made that call.",
+                param=where,
+                code="invalid_value",
+            )
+        else:
+            raise InvalidRequestError(
+                f"{where} has type {kind!r}, which this server cannot honour; "
+                "send message items (and reasoning items from earlier responses).",
+                param=where,
+                code="invalid_value",
+            )
+    if len(turns) == ahead:
+        raise InvalidRequestError(
+            "input must contain at least one message.", param="input", code="invalid_value"
+        )
+    return turns, images
+
+
+def _message_turn(item: dict[str, Any], where: str, images: list[ImageRef]) -> Turn:
+    role = item.get("role")
+    if role not in MESSAGE_ROLES:
+        raise InvalidRequestError(
+            f"{where}.role must be one of {', '.join(sorted(MESSAGE_ROLES))}; got {role!r}.",
+            param=f"{where}.role",
+            code="missing_required_parameter" if role is None else "invalid_value",
+        )
+    content = item.get("content")
+    if isinstance(content, str):
+        return Turn(role, content)
+    if not isinstance(content, list):
+        raise InvalidRequestError(
+            f"{where}.content must be a string or a list of content parts.",
+            param=f"{where}.content",
+            code="missing_required_parameter" if content is None else "invalid_value",
+        )
+    pieces: list[str] = []
+    for j, part in enumerate(content):
+        at = f"{where}.content[{j}]"
+        if not isinstance(part, dict):
+            raise InvalidRequestError(
+                f"{at} must be an object (a content part).", param=at, code="invalid_value"
+            )
+        kind = part.get("type")
+        if kind in ("input_text", "output_text"):
+            pieces.append(_string(part, "text", at))
+        elif kind == "refusal":
+            pieces.append(_string(part, "refusal", at))
+        elif kind == "input_image":
+            if part.get("file_id") is not None and part.get("image_url") is None:
+                raise InvalidRequestError(
+                    f"{at}.file_id is not supported (there is no Files API here); "
+                    "send the image as image_url (a data: URL).",
+                    param=f"{at}.file_id",
+                    code="unsupported_parameter",
+                )
+            url = _string(part, "image_url", at)
+            images.append(ImageRef(url=url, param=f"{at}.image_url"))
+            pieces.append(f"[image {len(images)}]")
+        else:
+            raise InvalidRequestError(
+                f"{at} has type {kind!r}, which is not supported; "
+                "use input_text, output_text or input_image.",
+                param=f"{at}.type",
+                code="invalid_value",
+            )
+    return Turn(role, "\n".join(pieces))
+
+
+def _string(part: dict[str, Any], key: str, at: str) -> str:
+    value = part.get(key)
+    if not isinstance(value, str):
+        raise InvalidRequestError(
+            f"{at}.{key} must be a string.",
+            param=f"{at}.{key}",
+            code="missing_required_parameter" if value is None else "invalid_value",
+        )
+    return value
+
+
+def echo_fields(req: ResponsesRequest, effort: str | None) -> dict[str, Any]:
+    """The fields of the ``Response`` object that repeat the request (spec defaults when
+    absent); ``effort`` is the effective reasoning effort of the run."""
+    fields: dict[str, Any] = {
+        "instructions": req.instructions,
+        "model": req.model,
+        "tools": list(req.tools) if req.tools is not None else [],
+        "tool_choice": req.tool_choice if req.tool_choice is not None else "auto",
+        "parallel_tool_calls": (
+            req.parallel_tool_calls if req.parallel_tool_calls is not None else True
+        ),
+        "metadata": dict(req.metadata) if req.metadata is not None else {},
+        "temperature": req.temperature if req.temperature is not None else 1.0,
+        "top_p": req.top_p if req.top_p is not None else 1.0,
+        "max_output_tokens": req.max_output_tokens,
+        "max_tool_calls": req.max_tool_calls,
+        "previous_response_id": req.previous_response_id,
+        "reasoning": {
+            "effort": effort,
+            "summary": req.reasoning.summary if req.reasoning is not None else None,
+        },
+        "store": req.store if req.store is not None else True,
+        "text": _echo_text(req.text),
+        "truncation": req.truncation or "disabled",
+        "top_logprobs": req.top_logprobs if req.top_logprobs is not None else 0,
+        "background": False,
+    }
+    for name in ("user", "safety_identifier", "prompt_cache_key", "service_tier"):
+        value = getattr(req, name)
+        if value is not None:
+            fields[name] = value
+    retention = (req.model_extra or {}).get("prompt_cache_retention")
+    if isinstance(retention, str):
+        fields["prompt_cache_retention"] = retention
+    return fields
+
+
+def _echo_text(text: TextParam | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"format": {"type": "text"}}
+    if text is not None and text.format is not None:
+        out["format"] = dict(text.format)
+    if text is not None and text.verbosity is not None:
+        out["verbosity"] = text.verbosity
+    return out

@@ -1,0 +1,349 @@
+"""The Responses API on the wire: the ``Response`` object and its stream events, built from
+Codex events. Pure: no IO, no clock but the one passed in.
+
+``ResponseBuilder`` folds Codex events into output items and returns, for each event, the
+stream events it causes; the same builder serves the non-streamed answer (its events are
+dropped, its final snapshot is the body). Guarantees, checked against the official SDKs'
+stream helpers and the OpenAPI spec (WIRE.md section 4):
+
+* every event has ``type`` and a ``sequence_number`` that counts 0, 1, 2, ... with no gaps;
+* output items are appended only: ``output_index`` counts 0, 1, 2, ... in ``output_item.added``
+  order; every item event carries ``item_id`` equal to the item's ``id``;
+* each item's events come in lifecycle order: ``output_item.added``, then
+  ``content_part.added`` / ``reasoning_summary_part.added``, the deltas, the ``*.done`` events,
+  and ``output_item.done``; every added item is done before the terminal event, and the
+  terminal event's ``response.output`` lists exactly the done items, in order;
+* reasoning (Codex ``reasoning`` items) becomes ``reasoning`` items with one ``summary_text``;
+  each agent message becomes one ``message`` item with one ``output_text`` part
+  (``annotations: []``, ``logprobs: []``); token deltas (``TextDelta``) stream into the open
+  message of their Codex item; with ``final_only`` (structured output) only the last message
+  is emitted, once the run has completed;
+* ``response.failed`` carries ``error.code`` from the spec's ``ResponseErrorCode`` enum
+  (``failure_code``) and the message; ``error`` is null otherwise.
+
+``ResponseStream`` adds the one ordering rule that depends on the id: ``response.created``
+(first, as both SDK helpers require) is sent as soon as the id can be minted. A response on a
+known thread (a continuation) or that will not be continued gets its id at once; a new
+persisted conversation waits for Codex's ``thread.started`` (its first line), since the id
+carries the thread.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from .events import CodexEvent, MessageCompleted, ReasoningCompleted, TextDelta, ThreadStarted
+
+Event = dict[str, Any]
+
+#: ``ResponseErrorCode`` of the OpenAPI spec: the codes ``response.failed`` may carry.
+SPEC_ERROR_CODES: Final = frozenset(
+    {
+        "server_error",
+        "rate_limit_exceeded",
+        "invalid_prompt",
+        "data_residency_mismatch",
+        "bio_policy",
+        "vector_store_timeout",
+        "invalid_image",
+        "invalid_image_format",
+        "invalid_base64_image",
+        "invalid_image_url",
+        "image_too_large",
+        "image_too_small",
+        "image_parse_error",
+        "image_content_policy_violation",
+        "invalid_image_mode",
+        "image_file_too_large",
+        "unsupported_image_media_type",
+        "empty_image_file",
+        "failed_to_download_image",
+        "image_file_not_found",
+    }
+)
+_CODE_MAP: Final = {
+    "insufficient_quota": "rate_limit_exceeded",
+    "context_length_exceeded": "invalid_prompt",
+    "image_url_not_allowed": "invalid_image_url",
+}
+
+
+def failure_code(code: str | None) -> str:
+    """Our error code as a ``ResponseErrorCode`` (``server_error`` when nothing fits)."""
+    if code in SPEC_ERROR_CODES:
+        return code
+    return _CODE_MAP.get(code or "", "server_error")
+
+
+def new_item_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(16)}"
+
+
+def _text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+@dataclasses.dataclass
+class _OpenMessage:
+    index: int
+    item_id: str
+    text: str = ""
+
+
+class ResponseBuilder:
+    """The output items and stream events of one response (see the module docstring)."""
+
+    def __init__(
+        self,
+        fields: Mapping[str, Any],
+        *,
+        created_at: int,
+        final_only: bool = False,
+        clock: Callable[[], float] = time.time,
+        item_id: Callable[[str], str] = new_item_id,
+    ) -> None:
+        self.fields = dict(fields)
+        self.created_at = created_at
+        self.final_only = final_only
+        self.response_id = ""
+        self.status = "in_progress"
+        self.error: dict[str, str] | None = None
+        self.usage: dict[str, Any] | None = None
+        self.completed_at: int | None = None
+        self.output: list[dict[str, Any]] = []
+        self.started = False
+        self._clock = clock
+        self._item_id = item_id
+        self._seq = 0
+        self._open: dict[str, _OpenMessage] = {}
+        #: final_only: agent messages so far (Codex item id -> text), last completed last.
+        self._answers: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ snapshots and events
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ``Response`` object as it stands (every field the spec requires)."""
+        body: dict[str, Any] = {
+            "id": self.response_id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": self.status,
+            "completed_at": self.completed_at,
+            "error": copy.deepcopy(self.error),
+            "incomplete_details": None,
+            **copy.deepcopy(self.fields),
+            "output": copy.deepcopy(self.output),
+        }
+        if self.usage is not None:
+            body["usage"] = copy.deepcopy(self.usage)
+        return body
+
+    def _event(self, kind: str, **payload: Any) -> Event:
+        event = {"type": kind, **copy.deepcopy(payload), "sequence_number": self._seq}
+        self._seq += 1
+        return event
+
+    def start(self, response_id: str) -> list[Event]:
+        """Fix the id; ``response.created`` and ``response.in_progress``."""
+        self.response_id = response_id
+        self.started = True
+        return [
+            self._event("response.created", response=self.snapshot()),
+            self._event("response.in_progress", response=self.snapshot()),
+        ]
+
+    # ------------------------------------------------------------------ Codex events
+
+    def feed(self, event: CodexEvent) -> list[Event]:
+        """The stream events that ``event`` causes (none for most Codex events)."""
+        match event:
+            case TextDelta(item_id=key, delta=delta):
+                if self.final_only:
+                    self._answers[key] = self._answers.get(key, "") + delta
+                    return []
+                return self._delta(key, delta)
+            case MessageCompleted(item_id=key, text=text):
+                if self.final_only:
+                    self._answers.pop(key, None)
+                    self._answers[key] = text
+                    return []
+                return self._message(key, text)
+            case ReasoningCompleted(text=text):
+                return self._reasoning(text) if text.strip() else []
+            case _:
+                return []
+
+    def _open_message(self, key: str) -> tuple[_OpenMessage, list[Event]]:
+        message = _OpenMessage(len(self.output), self._item_id("msg"))
+        item = {
+            "id": message.item_id,
+            "type": "message",
+            "status": "in_progress",
+            "role": "assistant",
+            "content": [],
+        }
+        self.output.append(item)
+        self._open[key] = message
+        events = [
+            self._event("response.output_item.added", output_index=message.index, item=item),
+            self._event(
+                "response.content_part.added",
+                item_id=message.item_id,
+                output_index=message.index,
+                content_index=0,
+                part=_text_part(""),
+            ),
+        ]
+        return message, events
+
+    def _text_delta(self, message: _OpenMessage, delta: str) -> Event:
+        message.text += delta
+        return self._event(
+            "response.output_text.delta",
+            item_id=message.item_id,
+            output_index=message.index,
+            content_index=0,
+            delta=delta,
+            logprobs=[],
+        )
+
+    def _delta(self, key: str, delta: str) -> list[Event]:
+        if not delta:
+            return []
+        message = self._open.get(key)
+        events: list[Event] = []
+        if message is None:
+            message, events = self._open_message(key)
+        return [*events, self._text_delta(message, delta)]
+
+    def _message(self, key: str, text: str) -> list[Event]:
+        message = self._open.get(key)
+        events: list[Event] = []
+        if message is None:
+            message, events = self._open_message(key)
+        if text.startswith(message.text) and len(text) > len(message.text):
+            events.append(self._text_delta(message, text[len(message.text) :]))
+        message.text = text
+        return events + self._close_message(key, "completed")
+
+    def _close_message(self, key: str, status: str) -> list[Event]:
+        message = self._open.pop(key)
+        part = _text_part(message.text)
+        item = {
+            "id": message.item_id,
+            "type": "message",
+            "status": status,
+            "role": "assistant",
+            "content": [part],
+        }
+        self.output[message.index] = item
+        where = {"item_id": message.item_id, "output_index": message.index, "content_index": 0}
+        return [
+            self._event("response.output_text.done", **where, text=message.text, logprobs=[]),
+            self._event("response.content_part.done", **where, part=part),
+            self._event("response.output_item.done", output_index=message.index, item=item),
+        ]
+
+    def _reasoning(self, text: str) -> list[Event]:
+        index = len(self.output)
+        item_id = self._item_id("rs")
+        self.output.append({"id": item_id, "type": "reasoning", "summary": []})
+        part = {"type": "summary_text", "text": text}
+        done = {"id": item_id, "type": "reasoning", "summary": [part]}
+        where = {"item_id": item_id, "output_index": index, "summary_index": 0}
+        events = [
+            self._event(
+                "response.output_item.added",
+                output_index=index,
+                item={"id": item_id, "type": "reasoning", "summary": []},
+            ),
+            self._event(
+                "response.reasoning_summary_part.added",
+                **where,
+                part={"type": "summary_text", "text": ""},
+            ),
+            self._event("response.reasoning_summary_text.delta", **where, delta=text),
+            self._event("response.reasoning_summary_text.done", **where, text=text),
+            self._event("response.reasoning_summary_part.done", **where, part=part),
+            self._event("response.output_item.done", output_index=index, item=done),
+        ]
+        self.output[index] = done
+        return events
+
+    # ------------------------------------------------------------------ endings
+
+    def complete(self, usage: Mapping[str, Any] | None) -> list[Event]:
+        """Finish every item, emit the answer (``final_only``), then ``response.completed``."""
+        events: list[Event] = []
+        if self.final_only and self._answers:
+            key, text = list(self._answers.items())[-1]
+            self._answers.clear()
+            events += self._message(key, text)
+        for key in list(self._open):
+            events += self._close_message(key, "completed")
+        self.status = "completed"
+        self.completed_at = int(self._clock())
+        self.usage = dict(usage) if usage is not None else None
+        events.append(self._event("response.completed", response=self.snapshot()))
+        return events
+
+    def fail(self, code: str | None, message: str) -> list[Event]:
+        """Close open items as incomplete, then ``response.failed`` with a spec error code."""
+        events: list[Event] = []
+        for key in list(self._open):
+            events += self._close_message(key, "incomplete")
+        self._answers.clear()
+        self.status = "failed"
+        self.error = {"code": failure_code(code), "message": message}
+        events.append(self._event("response.failed", response=self.snapshot()))
+        return events
+
+
+class ResponseStream:
+    """The event order of one streamed response, with ``response.created`` first.
+
+    ``mint(thread_id)`` makes the response id. With ``await_thread`` the id waits for Codex's
+    ``ThreadStarted`` (a new conversation that may be continued); if anything else comes first,
+    or the run ends before it, the id is minted without a thread (that response cannot be
+    continued, which is the truth: Codex reported no thread).
+    """
+
+    def __init__(
+        self,
+        builder: ResponseBuilder,
+        mint: Callable[[str | None], str],
+        *,
+        thread_id: str | None,
+        await_thread: bool,
+    ) -> None:
+        self.builder = builder
+        self._mint = mint
+        self._thread_id = thread_id
+        self._await_thread = await_thread
+
+    def open(self) -> list[Event]:
+        """The events to send once the run holds its slot (none while awaiting the thread)."""
+        if self._await_thread:
+            return []
+        return self.builder.start(self._mint(self._thread_id))
+
+    def _ensure_started(self) -> list[Event]:
+        if self.builder.started:
+            return []
+        return self.builder.start(self._mint(None))
+
+    def feed(self, event: CodexEvent) -> list[Event]:
+        if not self.builder.started and isinstance(event, ThreadStarted) and event.thread_id:
+            return self.builder.start(self._mint(event.thread_id))
+        return self._ensure_started() + self.builder.feed(event)
+
+    def complete(self, usage: Mapping[str, Any] | None) -> list[Event]:
+        return self._ensure_started() + self.builder.complete(usage)
+
+    def fail(self, code: str | None, message: str) -> list[Event]:
+        return self._ensure_started() + self.builder.fail(code, message)
