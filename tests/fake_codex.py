@@ -26,6 +26,11 @@ Modes (default ``ok``):
 ``argv``          the answer is the JSON of its argv.
 ``stdin_echo``    the answer is the whole stdin.
 ``slow``          the answer after ``delay_ms``.
+``gate``          notify, then wait until a line can be read from the FIFO ``gate=PATH`` (the test
+                  opens it to let the run go on), then answer (``reply``).
+``partial_tail``  answer, then half a JSON object without a newline, then exit 0.
+``stream_gate``   ``count`` agent messages (default 3), then notify and wait on ``gate`` like
+                  ``gate``, then ``count`` more and turn.completed.
 
 ``notify=PATH``: once set up, write ``pids <pid> [<grandchild pid>]`` + newline to PATH (a FIFO
 the test reads, so it waits for an event instead of sleeping).
@@ -82,6 +87,14 @@ def notify(opts: dict[str, str], *pids: int) -> None:
     if path:
         with open(path, "w") as f:
             f.write("pids " + " ".join(str(p) for p in pids) + "\n")
+
+
+def wait_gate(opts: dict[str, str]) -> None:
+    """Block until a line arrives on the FIFO named by ``gate`` (no gate: return at once)."""
+    path = opts.get("gate")
+    if path:
+        with open(path) as f:
+            f.readline()
 
 
 def block() -> None:
@@ -205,6 +218,27 @@ def main() -> int:
     elif mode == "slow":
         time.sleep(int(opts.get("delay_ms", 500)) / 1000)
         answer(opts.get("reply", "slow answer"), opts)
+    elif mode == "gate":
+        notify(opts, os.getpid())
+        wait_gate(opts)
+        answer(opts.get("reply", "released"), opts)
+    elif mode == "partial_tail":
+        answer(opts.get("reply", "before the tail"), opts)
+        sys.stdout.write('{"type": "item.completed", "item": {"id": "it')
+        sys.stdout.flush()
+    elif mode == "stream_gate":
+        count = int(opts.get("count", 3))
+        for n in range(2 * count):
+            if n == count:
+                notify(opts, os.getpid())
+                wait_gate(opts)
+            emit(
+                {
+                    "type": "item.completed",
+                    "item": {"id": f"item_{n}", "type": "agent_message", "text": f"part-{n}"},
+                }
+            )
+        emit({"type": "turn.completed", "usage": {"input_tokens": 5, "output_tokens": 5}})
     else:
         print(f"fake codex: unknown mode {mode}", file=sys.stderr)
         return 2

@@ -1,18 +1,35 @@
-"""``python -m trio_codex``: serve with Hypercorn on trio (``--bind``, ``--graceful-timeout``)."""
+"""``python -m trio_codex``: serve with Hypercorn on trio (``--bind``, ``--graceful-timeout``).
+
+Logs ``listening on http://host:port`` once the sockets are bound (``--bind 127.0.0.1:0`` picks a
+free port). On SIGINT or SIGTERM it stops accepting, gives in-flight requests
+``--graceful-timeout`` seconds, then cancels them, which kills their Codex process groups
+(SIGTERM, ``CODEX_KILL_GRACE_SECONDS``, SIGKILL). The process exits 0 within graceful timeout +
+kill grace + 1 s, even when a client has stopped reading: Hypercorn's sends are shielded from
+cancellation, so such a connection would hold the process for ever; after the deadline the runs
+are stopped and the process exits anyway (the reaper sidecar sweeps anything left).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+from functools import partial
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
+from quart_trio import QuartTrio
 
 from .api import create_app
 from .settings import Settings, SettingsError
+
+log = logging.getLogger("trio_codex")
+
+#: Slack after graceful timeout + kill grace before a stuck server exits regardless.
+HARD_STOP_SLACK = 0.5
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,23 +55,58 @@ def main(argv: list[str] | None = None) -> int:
     config.graceful_timeout = args.graceful_timeout
     config.accesslog = None
     app = create_app(settings)
-    trio.run(_serve, app, config)
+    trio.run(partial(_serve, app, config, kill_grace=settings.kill_grace))
     return 0
 
 
-async def _serve(app: object, config: Config) -> None:
+async def _serve(app: QuartTrio, config: Config, *, kill_grace: float) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully (in-flight requests get
-    ``graceful_timeout``, then are cancelled, which kills their Codex process groups)."""
+    ``graceful_timeout``, then are cancelled, which kills their Codex process groups); exit
+    by graceful timeout + ``kill_grace`` + 1 s whatever the clients do."""
+    stopping = trio.Event()
+    served = trio.Event()
 
     async def until_signal() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
-                logging.getLogger("trio_codex").info(
-                    "%s received: shutting down", signal.Signals(signum).name
-                )
+                log.info("%s received: shutting down", signal.Signals(signum).name)
+                stopping.set()
                 return
 
-    await serve(app, config, shutdown_trigger=until_signal)  # type: ignore[arg-type]
+    async def serving(*, task_status: trio.TaskStatus[list[str]]) -> None:
+        try:
+            async with trio.open_nursery() as inner:
+                binds = await inner.start(
+                    partial(serve, app, config, shutdown_trigger=until_signal)
+                )
+                task_status.started(binds)
+        finally:
+            served.set()
+
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(serving)
+        log.info("listening on %s", " ".join(binds))
+        await stopping.wait()
+        with trio.move_on_after(config.graceful_timeout):
+            await served.wait()
+        if not served.is_set():
+            # Hypercorn has cancelled the requests; what is left is stuck writing to a client
+            # that does not read. Stop every run (their groups die within kill_grace).
+            runner = app.extensions["trio_codex"].runner
+            for handle in list(runner.active):
+                handle.cancel()
+            with trio.move_on_after(kill_grace + HARD_STOP_SLACK):
+                await served.wait()
+        if not served.is_set():
+            with trio.move_on_after(HARD_STOP_SLACK):
+                await runner.running.wait_value(0)
+            log.warning(
+                "connections still open %.1f s after the graceful timeout (clients not "
+                "reading); exiting anyway",
+                kill_grace + HARD_STOP_SLACK,
+            )
+            logging.shutdown()
+            os._exit(0)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from .guards import RateLimiter, check_api_key, key_fingerprint, presented_key
 from .localonly import LocalOnlyPolicy, provider_env_keys
 from .models import ModelCatalog, discover_models
 from .prompt import Prompt, chat_prompt
+from .reaper import Reaper
 from .responses import register_responses
 from .runner import Backend, CodexRunner, ExecBackend
 from .schemas import ChatCompletionRequest, parse_model
@@ -61,12 +62,18 @@ def create_app(
     env = dict(os.environ if environ is None else environ)
 
     local_only = LocalOnlyPolicy(settings.codex_home, env) if settings.local_only else None
+    reaper: Reaper | None = None
     if backend is None:
+        # The reaper kills Codex's groups if this process dies without cleaning up (SIGKILL).
+        reaper = Reaper(settle=settings.kill_grace + 1.0)
         backend = ExecBackend(
             settings,
             environ=env,
             extra_env_names=tuple(sorted(provider_env_keys(settings.codex_home))),
+            on_spawn=reaper.register,
+            on_reap=reaper.unregister,
         )
+        app.extensions["trio_codex.reaper"] = reaper
     runner = CodexRunner(
         backend,
         max_parallel=settings.max_parallel_requests,
@@ -78,16 +85,35 @@ def create_app(
     rate = RateLimiter(settings.rate_limit_per_minute)
     app.extensions["trio_codex"] = service
 
+    reaper_scope = trio.CancelScope()
+
+    async def _run_reaper(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if reaper is None:
+            task_status.started()
+            return
+        with reaper_scope:
+            await reaper.run(task_status=task_status)
+
+    @app.after_serving
+    async def _stop_reaper() -> None:
+        # The reaper runs until told to stop; without this, every shutdown would wait out
+        # BACKGROUND_TASK_SHUTDOWN_TIMEOUT. Runs still ending get their grace period first.
+        with trio.move_on_after(settings.kill_grace + 1.0):
+            await runner.running.wait_value(0)
+        reaper_scope.cancel()
+
     @app.before_serving
     async def _startup() -> None:
+        if reaper is not None:
+            await app_nursery(app).start(_run_reaper)
         if catalog is None and isinstance(backend, ExecBackend):
             service.catalog = await discover_models(
                 backend.binary,
                 env={**backend.binary_env, **_discovery_env(env, settings)},
                 codex_home=settings.codex_home,
             )
-        if local_only is not None:
-            verdict = local_only.verdict()
+        if service.local_only is not None:
+            verdict = service.local_only.verdict()
             if verdict.local:
                 log.info(
                     "local-only: provider %s at %s is local", verdict.provider, verdict.base_url

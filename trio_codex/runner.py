@@ -167,7 +167,10 @@ class CodexRunner:
         except trio.WouldBlock:
             pass
         else:
-            await trio.lowlevel.checkpoint()
+            # A checkpoint (start() always is one) that cannot be cancelled: a cancellation
+            # here would leave the slot borrowed for ever, since the caller's release is only
+            # armed once this returns (found by tests/test_chaos.py).
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return
         self.queued.value += 1
         try:
@@ -260,7 +263,12 @@ def _only_cancellation(exc: BaseException) -> bool:
 
 
 class ExecBackend:
-    """Runs ``codex exec --json`` in its own process group; the group is dead when ``run`` ends."""
+    """Runs ``codex exec --json`` in its own process group; the group is dead when ``run`` ends.
+
+    ``on_spawn(pgid)`` is called as soon as the group exists, before Codex gets its prompt;
+    ``on_reap(pgid)`` once the group is dead, on every path out of ``run`` (cancellation and
+    errors included). The reaper (``reaper.py``) uses them.
+    """
 
     def __init__(
         self,
@@ -291,31 +299,37 @@ class ExecBackend:
         info = ExitInfo()
         exited = trio.Event()
         stderr_closed = trio.Event()
-        async with process.open_process_group(
-            cmd.argv, env=cmd.env, cwd=cmd.cwd, grace=self.settings.kill_grace
-        ) as proc:
-            if self.on_spawn is not None:
-                self.on_spawn(proc.pid)
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_feed_stdin, proc, cmd.stdin)
-                    nursery.start_soon(_drain_stderr, proc, stderr, stderr_closed)
-                    nursery.start_soon(_watch_exit, proc, exited)
-                    async with aclosing(read_lines(_pipe(proc.stdout))) as lines:
-                        async for line in lines:
-                            if line.strip():
-                                await emit(parse_event(line))
-                    # stdout is closed: Codex is done or dying. Give it a moment, then the
-                    # group is killed on the way out either way.
-                    with trio.move_on_after(EXIT_DRAIN):
-                        await exited.wait()
-                        await stderr_closed.wait()
-                    nursery.cancel_scope.cancel()
-            finally:
-                info.exit_code = proc.returncode if proc.returncode is not None else proc.poll()
-                info.stderr = stderr.decode("utf-8", "replace")
-        if self.on_reap is not None:
-            self.on_reap(proc.pid)
+        spawned: int | None = None
+        try:
+            async with process.open_process_group(
+                cmd.argv, env=cmd.env, cwd=cmd.cwd, grace=self.settings.kill_grace
+            ) as proc:
+                # Announced before stdin is written: a Codex that has read its prompt is known.
+                spawned = proc.pid
+                if self.on_spawn is not None:
+                    self.on_spawn(proc.pid)
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(_feed_stdin, proc, cmd.stdin)
+                        nursery.start_soon(_drain_stderr, proc, stderr, stderr_closed)
+                        nursery.start_soon(_watch_exit, proc, exited)
+                        async with aclosing(read_lines(_pipe(proc.stdout))) as lines:
+                            async for line in lines:
+                                if line.strip():
+                                    await emit(parse_event(line))
+                        # stdout is closed: Codex is done or dying. Give it a moment, then the
+                        # group is killed on the way out either way.
+                        with trio.move_on_after(EXIT_DRAIN):
+                            await exited.wait()
+                            await stderr_closed.wait()
+                        nursery.cancel_scope.cancel()
+                finally:
+                    info.exit_code = proc.returncode if proc.returncode is not None else proc.poll()
+                    info.stderr = stderr.decode("utf-8", "replace")
+        finally:
+            # The group is dead here whatever happened (cancellation included).
+            if spawned is not None and self.on_reap is not None:
+                self.on_reap(spawned)
         info.exit_code = proc.returncode
         return info
 
