@@ -13,7 +13,6 @@ import logging
 import os
 import secrets
 from collections.abc import Mapping
-from typing import Any
 
 import trio
 from quart import Response, g, request
@@ -22,6 +21,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from . import chat
+from .command import child_environment
 from .errors import (
     InvalidRequestError,
     MethodNotAllowedError,
@@ -38,9 +38,9 @@ from .reaper import Reaper
 from .responses import register_responses
 from .runner import Backend, CodexRunner, ExecBackend
 from .schemas import ChatCompletionRequest, parse_model
-from .service import Service, discard
+from .service import Service
 from .settings import Settings
-from .sse import SSE_HEADERS, RunBody
+from .sse import stream_response
 from .web import RequestRecord, app_nursery, error_response, read_json_body
 
 log = logging.getLogger("trio_codex")
@@ -109,7 +109,10 @@ def create_app(
         if catalog is None and isinstance(backend, ExecBackend):
             service.catalog = await discover_models(
                 backend.binary,
-                env={**backend.binary_env, **_discovery_env(env, settings)},
+                env={
+                    **backend.binary_env,
+                    **child_environment(env, codex_home=settings.codex_home),
+                },
                 codex_home=settings.codex_home,
             )
         if service.local_only is not None:
@@ -222,15 +225,11 @@ def create_app(
         record.model = req.model
         options = service.options(req.model, req.x_codex, req.reasoning_effort)
         prompt = chat_prompt(req.messages)
-        schema, final_only = _chat_output_schema(req.response_format)
+        schema, final_only = chat.output_schema(req.response_format)
         if req.response_format is not None and req.response_format.get("type") == "json_object":
             prompt = Prompt(prompt.text + chat.json_object_instruction(), prompt.images)
         spec, scratch = await service.prepare(prompt, options, output_schema=schema)
-        try:
-            handle = await service.start(_nursery(app), spec, scratch)
-        except BaseException:
-            discard(scratch)
-            raise
+        handle = await service.start(app_nursery(app), spec, scratch)
         completion_id = chat.new_completion_id()
         created = chat.now()
         if req.stream:
@@ -255,17 +254,12 @@ def create_app(
                 final_only=final_only,
                 on_end=on_end,
             )
-            response = Response(RunBody(handle, frames), headers=SSE_HEADERS)
-            response.timeout = None
-            return response
+            return stream_response(handle, frames)
 
         transcript = Transcript()
-        handle.attach()
         try:
-            async for event in handle.events:
-                transcript.feed(event)
+            await handle.consume(transcript.feed)
         finally:
-            handle.cancel()
             record.from_run(handle, transcript)
         error = chat.run_error(handle, transcript)
         if error is not None:
@@ -276,44 +270,3 @@ def create_app(
 
     register_responses(app, service)
     return app
-
-
-def _nursery(app: QuartTrio) -> trio.Nursery:
-    return app_nursery(app)
-
-
-def _discovery_env(environ: Mapping[str, str], settings: Settings) -> dict[str, str]:
-    from .command import child_environment
-
-    return child_environment(environ, codex_home=settings.codex_home)
-
-
-def _chat_output_schema(
-    response_format: dict[str, Any] | None,
-) -> tuple[dict[str, Any] | None, bool]:
-    """``response_format`` to (schema for ``--output-schema``, answer is the last message only)."""
-    if response_format is None:
-        return None, False
-    kind = response_format.get("type")
-    if kind == "text":
-        return None, False
-    if kind == "json_object":
-        return None, True
-    if kind == "json_schema":
-        spec = response_format.get("json_schema")
-        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
-            raise InvalidRequestError(
-                "response_format.json_schema.schema must be a JSON Schema object.",
-                param="response_format.json_schema.schema",
-                code="invalid_value",
-            )
-        from .structured import check_schema
-
-        schema: dict[str, Any] = spec["schema"]
-        check_schema(schema, param="response_format.json_schema.schema")
-        return schema, True
-    raise InvalidRequestError(
-        f"response_format.type '{kind}' is not supported; use text, json_object or json_schema.",
-        param="response_format.type",
-        code="invalid_value",
-    )

@@ -15,10 +15,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from .errors import ServiceError, UpstreamError
+from .errors import InvalidRequestError, ServiceError, UpstreamError
 from .events import MessageCompleted, TextDelta, Transcript
 from .runner import RunHandle
 from .sse import DONE, KEEPALIVE, EndOfRun, data_frame, next_event
+from .structured import check_schema
 
 
 def new_completion_id() -> str:
@@ -163,3 +164,32 @@ def json_object_instruction() -> str:
 
 def now() -> int:
     return int(time.time())
+
+
+def output_schema(
+    response_format: dict[str, Any] | None,
+) -> tuple[dict[str, Any] | None, bool]:
+    """``response_format`` to (schema for ``--output-schema``, answer is the last message only)."""
+    if response_format is None:
+        return None, False
+    kind = response_format.get("type")
+    if kind == "text":
+        return None, False
+    if kind == "json_object":
+        return None, True
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            raise InvalidRequestError(
+                "response_format.json_schema.schema must be a JSON Schema object.",
+                param="response_format.json_schema.schema",
+                code="invalid_value",
+            )
+        schema: dict[str, Any] = spec["schema"]
+        check_schema(schema, param="response_format.json_schema.schema")
+        return schema, True
+    raise InvalidRequestError(
+        f"response_format.type '{kind}' is not supported; use text, json_object or json_schema.",
+        param="response_format.type",
+        code="invalid_value",
+    )

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import trio
-from quart import Response, g, request
+from quart import g, request
 from quart.typing import ResponseReturnValue
 from quart_trio import QuartTrio
 
@@ -47,13 +47,13 @@ from .conversation import (
     usage_since,
 )
 from .errors import ServiceError
-from .events import Transcript, Usage
+from .events import CodexEvent, Transcript, Usage
 from .guards import check_api_key, presented_key
 from .responses_request import echo_fields, parse_responses_request, plan_run
 from .responses_wire import Event, ResponseBuilder, ResponseStream
 from .runner import RunHandle
-from .service import Service, discard
-from .sse import KEEPALIVE, SSE_HEADERS, EndOfRun, RunBody, event_frame, next_event
+from .service import Service
+from .sse import KEEPALIVE, EndOfRun, event_frame, next_event, stream_response
 from .web import RequestRecord, app_nursery, read_json_body
 
 log = logging.getLogger("trio_codex.responses")
@@ -102,11 +102,7 @@ def register_responses(app: QuartTrio, service: Service) -> None:
                 resume_thread_id=thread,
                 persist=persist,
             )
-            try:
-                handle = await service.start(app_nursery(app), spec, scratch)
-            except BaseException:
-                discard(scratch)
-                raise
+            handle = await service.start(app_nursery(app), spec, scratch)
         except BaseException:
             lease.release()
             raise
@@ -152,18 +148,17 @@ def register_responses(app: QuartTrio, service: Service) -> None:
             body_frames = _stream_frames(
                 handle, stream, outcome, keepalive=settings.keepalive_interval, on_end=on_end
             )
-            response = Response(RunBody(handle, body_frames), headers=SSE_HEADERS)
-            response.timeout = None
-            return response
+            return stream_response(handle, body_frames)
 
         transcript = Transcript()
-        handle.attach()
+
+        def feed(event: CodexEvent) -> None:
+            transcript.feed(event)
+            builder.feed(event)
+
         try:
-            async for event in handle.events:
-                transcript.feed(event)
-                builder.feed(event)
+            await handle.consume(feed)
         finally:
-            handle.cancel()
             record.from_run(handle, transcript)
         error, usage = outcome(transcript)
         if error is not None:

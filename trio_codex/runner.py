@@ -100,6 +100,16 @@ class RunHandle:
         """End the run now; never blocks, safe to call at any time and more than once."""
         self._scope.cancel()
 
+    async def consume(self, on_event: Callable[[CodexEvent], None]) -> None:
+        """Attach and hand every event to ``on_event`` until the run ends. If this is
+        cancelled (the client left), the run is cancelled with it."""
+        self.attach()
+        try:
+            async for event in self.events:
+                on_event(event)
+        finally:
+            self.cancel()
+
 
 class CodexRunner:
     """Concurrency slots, queue and execution deadlines around a ``Backend``."""

@@ -164,8 +164,13 @@ class Service:
         return spec, scratch
 
     async def start(self, nursery: trio.Nursery, spec: RunSpec, scratch: Path) -> RunHandle:
-        """Queue for a slot (503 on timeout) and start the run; the run owns ``scratch``."""
-        return await self.runner.start(nursery, spec, scratch=scratch)
+        """Queue for a slot (503 on timeout) and start the run; the run owns ``scratch``
+        (removed when the run ends, or here if it never starts)."""
+        try:
+            return await self.runner.start(nursery, spec, scratch=scratch)
+        except BaseException:
+            discard(scratch)
+            raise
 
 
 def discard(scratch: Path) -> None:

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, Final
 
 import trio
+from quart import Response
 from quart.wrappers.response import ResponseBody
 
 from .events import CodexEvent
@@ -63,6 +64,16 @@ async def next_event(handle: RunHandle, interval: float) -> CodexEvent | EndOfRu
         except trio.EndOfChannel:
             return END_OF_RUN
     return None
+
+
+def stream_response(handle: RunHandle, frames: AsyncIterator[bytes]) -> Response:
+    """An SSE response whose body is ``frames`` and whose lifetime bounds the run.
+
+    Quart's own response timeout is off: the run's deadlines end the stream.
+    """
+    response = Response(RunBody(handle, frames), headers=SSE_HEADERS)
+    response.timeout = None
+    return response
 
 
 class RunBody(ResponseBody):
