@@ -8,8 +8,10 @@ replayed; the interleaving is whatever the machine makes of it. Afterwards:
 * no process started for any request is alive (every Codex and descendant runs in the test's
   workdir, which ``/proc/<pid>/cwd`` reveals);
 * ``borrowed_tokens == 0`` and ``tasks_waiting == 0``; no request scratch directory is left;
-* the server's RSS is back within ``RSS_BOUND_KIB`` of where it was after a warm-up, and the
-  memory in use (after ``malloc_trim``) within ``LIVE_BOUND_KIB``;
+* the server's RSS, measured after a garbage collection and ``malloc_trim`` (so freed heap that
+  glibc keeps for later does not count), is back within ``LIVE_BOUND_KIB`` of where it was
+  after a warm-up (the raw RSS growth is printed too: it depends on the allocator and the
+  Python version, from ~55 MiB on 3.11 to ~150 MiB on 3.13 with coverage on);
 * every request whose client read to the end got a well-formed answer: a chat completion or an
   OpenAI error with the status the Codex behaviour calls for, or a complete SSE stream ending in
   ``[DONE]`` or in an error frame.
@@ -62,7 +64,6 @@ NON_READERS = 3
 #: How far above its warmed-up RSS the process may stay once everything is over. glibc keeps
 #: freed heap (the flood runs' buffered events) for reuse, so the raw RSS bound is loose; the
 #: memory actually in use (after ``malloc_trim``) must come back almost exactly.
-RSS_BOUND_KIB = 96 * 1024
 LIVE_BOUND_KIB = 8 * 1024
 
 OK_TEXT = {
@@ -343,5 +344,4 @@ async def test_chaos(
     assert labels["stopped reading"] > 0
     assert labels["503 queue_timeout"] > 0
     assert labels["504 timeout"] + labels["200+error timeout"] > 0
-    assert growth < RSS_BOUND_KIB, growth
     assert live_after - live_before < LIVE_BOUND_KIB, (live_before, live_after)
