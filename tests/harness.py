@@ -261,7 +261,8 @@ async def run_server(
 # --------------------------------------------------------------------------- raw HTTP
 
 
-def chat_body(prompt: str, **extra: Any) -> dict[str, Any]:
+def chat_body(prompt: str = "hi", **extra: Any) -> dict[str, Any]:
+    """A chat completions request for ``gpt-test`` with one user message."""
     return {"model": "gpt-test", "messages": [{"role": "user", "content": prompt}], **extra}
 
 

@@ -6,69 +6,23 @@ In CI these tests fail when the CLI is missing; elsewhere they skip with the ins
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import openai
 import pytest
 import trio
-from codex_cli import (
-    FakeUpstream,
-    find_codex_cli,
-    native_codex_binary,
-    private_home,
-    write_codex_home,
-)
-from conftest import ServerFactory, make_settings
-
-from trio_codex import create_app
+from codex_cli import FakeUpstream
+from conftest import ServerFactory, in_thread, sdk, serve_real_codex
 
 pytestmark = [pytest.mark.slow, pytest.mark.realcodex]
-
-T = TypeVar("T")
-
-
-def codex_binary() -> Path:
-    cli = find_codex_cli()
-    if cli is None:
-        message = "Codex CLI not installed: run npm ci --prefix tests/node"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return native_codex_binary(cli) or cli
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as fake:
-        yield fake
-
-
-async def serve_real(tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory) -> str:
-    codex_home = write_codex_home(tmp_path / "codex-home", upstream.base_url)
-    home = private_home(tmp_path)
-    settings = make_settings(tmp_path, codex_path=codex_binary(), codex_home=codex_home)
-    environ = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(home), "FAKE_API_KEY": "x"}
-    app = create_app(settings, environ=environ)
-    return await start_server(app) + "/v1"
-
-
-async def in_thread(fn: Callable[[], T]) -> T:
-    with trio.fail_after(60):
-        return await trio.to_thread.run_sync(fn)
-
-
-def sdk(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=60)
 
 
 async def test_real_codex_non_stream_with_real_usage(
     tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory
 ) -> None:
     """A chat completion runs the real CLI; answer and usage come from the upstream."""
-    url = await serve_real(tmp_path, upstream, start_server)
+    url = (await serve_real_codex(tmp_path, upstream.base_url, start_server)).v1
     prompt = "Say hello [[fake:reply=Hello from the fake;input_tokens=1234;output_tokens=56;cached_tokens=7]]"
 
     def call() -> Any:
@@ -77,7 +31,7 @@ async def test_real_codex_non_stream_with_real_usage(
                 model="fake-model", messages=[{"role": "user", "content": prompt}]
             )
 
-    completion = await in_thread(call)
+    completion = await in_thread(call, fail_after=60)
     assert completion.choices[0].message.content == "Hello from the fake"
     assert completion.usage is not None
     assert completion.usage.prompt_tokens == 1234
@@ -95,7 +49,7 @@ async def test_real_codex_stream_helper_and_models(
     tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory
 ) -> None:
     """The stream() helper and models.list() work end to end with the real CLI."""
-    url = await serve_real(tmp_path, upstream, start_server)
+    url = (await serve_real_codex(tmp_path, upstream.base_url, start_server)).v1
 
     def call() -> tuple[Any, list[str]]:
         with sdk(url) as client:
@@ -112,7 +66,7 @@ async def test_real_codex_stream_helper_and_models(
                 final = stream.get_final_completion()
             return final, [m.id for m in client.models.list()]
 
-    final, ids = await in_thread(call)
+    final, ids = await in_thread(call, fail_after=60)
     assert final.choices[0].message.content == "Streamed reply"
     assert final.choices[0].finish_reason == "stop"
     assert final.usage is not None
@@ -128,7 +82,7 @@ async def test_real_codex_upstream_401_is_authentication_error(
     tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory
 ) -> None:
     """The upstream refusing Codex's key reaches the SDK as AuthenticationError with its text."""
-    url = await serve_real(tmp_path, upstream, start_server)
+    url = (await serve_real_codex(tmp_path, upstream.base_url, start_server)).v1
 
     def call() -> None:
         with sdk(url) as client:
@@ -138,5 +92,5 @@ async def test_real_codex_upstream_401_is_authentication_error(
             )
 
     with pytest.raises(openai.AuthenticationError) as info:
-        await in_thread(call)
+        await in_thread(call, fail_after=60)
     assert "401" in info.value.message

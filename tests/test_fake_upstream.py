@@ -11,9 +11,6 @@ import base64
 import contextlib
 import http.client
 import json
-import os
-import struct
-import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,13 +21,12 @@ from codex_cli import (
     FakeUpstream,
     codex_env,
     exec_argv,
-    find_codex_cli,
-    native_codex_binary,
     private_home,
     resume_argv,
     run_codex_exec,
     write_codex_home,
 )
+from conftest import require_codex_cli, tiny_png
 from fake_upstream import example_from_schema, parse_directive, split_text
 
 if TYPE_CHECKING:
@@ -42,30 +38,6 @@ RUN_TIMEOUT = 60.0
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeUpstream]:
-    """A fake upstream subprocess on 127.0.0.1, stopped after the test."""
-    with FakeUpstream() as upstream:
-        yield upstream
-
-
-@pytest.fixture(scope="session")
-def codex_binary() -> Path:
-    """The native Codex binary (or the CLI itself when no native binary is found).
-
-    Skips the test when no CLI is installed, or fails it when ``CI`` is set.
-    """
-    cli = find_codex_cli()
-    if cli is None:
-        if os.environ.get("CI"):
-            pytest.fail(
-                "Codex CLI not found but CI is set: run `npm ci --prefix tests/node` "
-                "or set TRIO_CODEX_TEST_CODEX"
-            )
-        pytest.skip("Codex CLI not installed: run npm ci --prefix tests/node")
-    return native_codex_binary(cli) or cli
 
 
 @dataclass
@@ -89,13 +61,17 @@ class CodexSetup:
 
 
 @pytest.fixture
-def codex(codex_binary: Path, fake: FakeUpstream, tmp_path: Path) -> CodexSetup:
-    """The real CLI configured for ``fake``, with an empty HOME and a work dir outside git."""
-    codex_home = write_codex_home(tmp_path / "codex-home", fake.base_url)
+def codex(upstream: FakeUpstream, tmp_path: Path) -> CodexSetup:
+    """The real CLI configured for ``upstream``, with an empty HOME and a work dir outside git.
+
+    Skips the test when no CLI is installed, or fails it when ``CI`` is set.
+    """
+    binary = require_codex_cli()
+    codex_home = write_codex_home(tmp_path / "codex-home", upstream.base_url)
     workdir = tmp_path / "work"
     workdir.mkdir()
     env = codex_env(private_home(tmp_path), codex_home)
-    return CodexSetup(codex_binary, fake, workdir, env)
+    return CodexSetup(binary, upstream, workdir, env)
 
 
 def only_responses_request(fake: FakeUpstream) -> dict[str, Any]:
@@ -103,23 +79,6 @@ def only_responses_request(fake: FakeUpstream) -> dict[str, Any]:
     requests = fake.responses_requests()
     assert len(requests) == 1, [entry["path"] for entry in requests]
     return requests[0]
-
-
-def tiny_png() -> bytes:
-    """A valid 2x2 red RGB PNG, built with the stdlib."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    rows = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
-    header = struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -212,8 +171,8 @@ def sse_events(response: http.client.HTTPResponse) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-def test_fake_streams_text_and_logs(fake: FakeUpstream) -> None:
-    with connect(fake) as connection:
+def test_fake_streams_text_and_logs(upstream: FakeUpstream) -> None:
+    with connect(upstream) as connection:
         response = post_responses(connection, "hi [[fake:reply=abcdefg;chunks=3;input_tokens=9]]")
         assert response.status == 200
         assert response.getheader("Content-Type") == "text/event-stream"
@@ -240,27 +199,27 @@ def test_fake_streams_text_and_logs(fake: FakeUpstream) -> None:
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": 10,
     }
-    (entry,) = fake.requests()
+    (entry,) = upstream.requests()
     assert entry["directive"] == {"reply": "abcdefg", "chunks": "3", "input_tokens": "9"}
     assert entry["body"]["model"] == "fake-model"
-    fake.clear()
-    assert fake.requests() == []
+    upstream.clear()
+    assert upstream.requests() == []
 
 
 @pytest.mark.slow
-def test_fake_errors_and_websocket(fake: FakeUpstream) -> None:
-    with connect(fake) as connection:
+def test_fake_errors_and_websocket(upstream: FakeUpstream) -> None:
+    with connect(upstream) as connection:
         response = post_responses(connection, "[[fake:mode=error;status=429;retry_after=7]]")
         assert response.status == 429
         assert response.getheader("Retry-After") == "7"
         assert json.loads(response.read())["error"]["code"] == "rate_limit_exceeded"
 
-    with connect(fake) as connection:
+    with connect(upstream) as connection:
         response = post_responses(connection, "[[fake:mode=nonsense]]")
         assert response.status == 400
         assert "nonsense" in json.loads(response.read())["error"]["message"]
 
-    with connect(fake) as connection:
+    with connect(upstream) as connection:
         upgrade = {"Upgrade": "websocket", "Connection": "Upgrade"}
         connection.request("GET", "/v1/responses", headers=upgrade)
         response = connection.getresponse()
@@ -269,17 +228,17 @@ def test_fake_errors_and_websocket(fake: FakeUpstream) -> None:
 
 
 @pytest.mark.slow
-def test_fake_hang_and_stall_hold_the_connection(fake: FakeUpstream) -> None:
-    with connect(fake, timeout=0.5) as connection, pytest.raises(TimeoutError):
+def test_fake_hang_and_stall_hold_the_connection(upstream: FakeUpstream) -> None:
+    with connect(upstream, timeout=0.5) as connection, pytest.raises(TimeoutError):
         post_responses(connection, "[[fake:mode=hang]]")
 
-    with connect(fake, timeout=0.5) as connection:
+    with connect(upstream, timeout=0.5) as connection:
         response = post_responses(connection, "[[fake:mode=stall]]")
         assert response.status == 200
         assert b"response.created" in response.readline() + response.readline()
         with pytest.raises(TimeoutError):
             response.read()
-    assert [entry["mode"] for entry in fake.requests()] == ["hang", "stall"]
+    assert [entry["mode"] for entry in upstream.requests()] == ["hang", "stall"]
 
 
 # --------------------------------------------------------------------------- real Codex CLI

@@ -15,17 +15,14 @@ installed (``npm ci --prefix tests/node``), failed in CI.
 from __future__ import annotations
 
 import json
-import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from codex_cli import FakeUpstream, find_codex_cli, native_codex_binary, private_home
-from codex_cli import write_codex_home as write_fake_codex_home
-from conftest import ServerFactory, make_settings
+from codex_cli import FakeUpstream
+from conftest import ServerFactory, serve_real_codex
 from harness import (
     assert_no_process_in,
     check_error,
@@ -35,29 +32,11 @@ from harness import (
     raw_exchange,
 )
 
-from trio_codex import create_app
-
 pytestmark = [pytest.mark.slow, pytest.mark.realcodex]
 
 TIMEOUT = 3.0
 IDLE = 1.5
 GRACE = 0.5
-
-
-def codex_binary() -> Path:
-    cli = find_codex_cli()
-    if cli is None:
-        message = "Codex CLI not installed: run npm ci --prefix tests/node"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return native_codex_binary(cli) or cli
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as fake:
-        yield fake
 
 
 def closed_port() -> int:
@@ -71,17 +50,10 @@ def closed_port() -> int:
 async def serve_codex(
     tmp_path: Path, base_url: str, start_server: ServerFactory, **overrides: Any
 ) -> tuple[str, Path]:
-    codex_home = write_fake_codex_home(tmp_path / "codex-home", base_url)
-    settings = make_settings(
-        tmp_path, codex_path=codex_binary(), codex_home=codex_home, kill_grace=GRACE, **overrides
-    )
-    environ = {
-        "PATH": os.environ.get("PATH", os.defpath),
-        "HOME": str(private_home(tmp_path)),
-        "FAKE_API_KEY": "x",
-    }
-    app = create_app(settings, environ=environ)
-    return await start_server(app), settings.workdir
+    """The app running the real CLI against the upstream at ``base_url`` with a short kill
+    grace; returns the server's URL and Codex's workdir."""
+    server = await serve_real_codex(tmp_path, base_url, start_server, kill_grace=GRACE, **overrides)
+    return server.url, server.settings.workdir
 
 
 async def ask(url: str, prompt: str, *, stream: bool) -> tuple[float, int, dict[str, Any]]:

@@ -13,15 +13,8 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from conftest import (
-    TEST_CATALOG,
-    ServerFactory,
-    is_alive,
-    make_fifo,
-    make_settings,
-    read_notify,
-    wait_dead,
-)
+from conftest import TEST_CATALOG, ServerFactory, make_fifo, make_settings, read_notify
+from harness import alive, chat_body, wait_gone
 
 from trio_codex import create_app
 from trio_codex.command import RunSpec
@@ -50,8 +43,8 @@ async def run_collect(backend: ExecBackend, prompt: str) -> tuple[Transcript, in
 async def assert_all_dead(pids: list[int]) -> None:
     with trio.fail_after(5):
         for pid in pids:
-            await wait_dead(pid)
-    assert not any(is_alive(pid) for pid in pids)
+            await wait_gone(pid)
+    assert not any(alive(pid) for pid in pids)
 
 
 async def cancel_after_notify(
@@ -66,7 +59,7 @@ async def cancel_after_notify(
 
         nursery.start_soon(run)
         pids = await read_notify(fifo)
-        assert all(is_alive(p) for p in pids)
+        assert all(alive(p) for p in pids)
         cancelled_at = trio.current_time()
         nursery.cancel_scope.cancel(reason="test: simulated client disconnect")
     return pids, trio.current_time() - cancelled_at
@@ -209,10 +202,6 @@ async def test_child_environment_has_no_server_secrets(tmp_path: Path, fake_code
 
 
 # --- over HTTP: real Hypercorn ----------------------------------------------------------------
-
-
-def chat_body(prompt: str, **extra: Any) -> dict[str, Any]:
-    return {"model": "gpt-test", "messages": [{"role": "user", "content": prompt}], **extra}
 
 
 def http_app(tmp_path: Path, fake_codex: Path, **overrides: Any) -> Any:

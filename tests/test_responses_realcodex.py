@@ -11,34 +11,29 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import openai
 import pydantic
 import pytest
 import trio
-from codex_cli import (
-    FakeUpstream,
-    codex_env,
-    find_codex_cli,
-    native_codex_binary,
-    private_home,
-    resume_argv,
-    write_codex_home,
+from codex_cli import FakeUpstream, codex_env, private_home, resume_argv
+from conftest import (
+    ServerFactory,
+    in_thread,
+    require_codex_cli,
+    scratch_root,
+    sdk,
+    serve_real_codex,
 )
-from conftest import ServerFactory, make_settings
 from test_responses_spec import stream_events, stream_problems
 
-from trio_codex import create_app
 from trio_codex.conversation import ResponseIdCodec, key_binding
-from trio_codex.service import Service
 
 pytestmark = [pytest.mark.slow, pytest.mark.realcodex]
 
-T = TypeVar("T")
 SECRET = b"realcodex-test-secret"
 
 
@@ -48,50 +43,19 @@ class Answer(pydantic.BaseModel):
     tags: list[str]
 
 
-def codex_binary() -> Path:
-    cli = find_codex_cli()
-    if cli is None:
-        message = "Codex CLI not installed: run npm ci --prefix tests/node"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return native_codex_binary(cli) or cli
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as fake:
-        yield fake
-
-
 async def serve_real(
     tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory, **overrides: Any
 ) -> str:
-    """The app on real Hypercorn, running the real CLI against ``upstream``; returns /v1 URL."""
-    codex_home = write_codex_home(tmp_path / "codex-home", upstream.base_url)
-    home = private_home(tmp_path)
-    settings = make_settings(
-        tmp_path,
-        codex_path=codex_binary(),
-        codex_home=codex_home,
-        response_id_secret=SECRET,
-        **overrides,
+    """The app on real Hypercorn, running the real CLI against ``upstream``; returns /v1 URL.
+
+    Response ids are signed with ``SECRET``; request files (output schemas) go to
+    ``tmp_path/scratch``.
+    """
+    server = await serve_real_codex(
+        tmp_path, upstream.base_url, start_server, response_id_secret=SECRET, **overrides
     )
-    environ = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(home), "FAKE_API_KEY": "x"}
-    app = create_app(settings, environ=environ)
-    service: Service = app.extensions["trio_codex"]
-    service.scratch_root = tmp_path / "scratch"  # request files (output schemas) go here
-    service.scratch_root.mkdir()
-    return await start_server(app) + "/v1"
-
-
-async def in_thread(fn: Callable[[], T]) -> T:
-    with trio.fail_after(60):
-        return await trio.to_thread.run_sync(fn)
-
-
-def sdk(url: str, key: str = "unused") -> openai.OpenAI:
-    return openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=60)
+    scratch_root(server.app, tmp_path)
+    return server.v1
 
 
 def user_texts(request: dict[str, Any]) -> list[tuple[str, str]]:
@@ -122,7 +86,7 @@ async def test_two_turn_conversation_through_previous_response_id(
                 pass
             return stream.get_final_response()
 
-    first = await in_thread(turn_one)
+    first = await in_thread(turn_one, fail_after=60)
     assert first.output_text == '[["user","first"]]'
     assert first.usage is not None
     assert (first.usage.input_tokens, first.usage.output_tokens) == (100, 10)
@@ -133,7 +97,7 @@ async def test_two_turn_conversation_through_previous_response_id(
                 model="fake-model", input=second_prompt, previous_response_id=first.id
             )
 
-    second = await in_thread(turn_two)
+    second = await in_thread(turn_two, fail_after=60)
     assert json.loads(second.output_text) == [
         ["user", "first"],
         ["assistant", first.output_text],
@@ -162,7 +126,7 @@ async def test_two_turn_conversation_through_previous_response_id(
             )
 
     with pytest.raises(openai.NotFoundError) as info:
-        await in_thread(foreign)
+        await in_thread(foreign, fail_after=60)
     assert info.value.code == "previous_response_not_found"
     assert len(await trio.to_thread.run_sync(upstream.responses_requests)) == 2
 
@@ -185,7 +149,7 @@ async def test_structured_output_end_to_end(
             )
             return response, completion
 
-    response, completion = await in_thread(call)
+    response, completion = await in_thread(call, fail_after=60)
     assert response.output_parsed == Answer(answer="example", score=1, tags=["example"])
     assert completion.choices[0].message.parsed == response.output_parsed
     sent = await trio.to_thread.run_sync(upstream.responses_requests)
@@ -232,11 +196,11 @@ async def test_another_writer_of_the_thread_is_409(
         with sdk(url) as client:
             return client.responses.create(model="fake-model", input="hello")
 
-    first = await in_thread(first_turn)
+    first = await in_thread(first_turn, fail_after=60)
     thread = ResponseIdCodec(SECRET).decode(first.id, key_binding(None)).thread_id
     assert thread is not None
     env = codex_env(private_home(tmp_path), tmp_path / "codex-home")
-    argv = resume_argv(codex_binary(), thread)
+    argv = resume_argv(require_codex_cli(), thread)
     with trio.fail_after(60):
         process = await trio.lowlevel.open_process(
             argv,
@@ -265,7 +229,7 @@ async def test_another_writer_of_the_thread_is_409(
                     )
 
             with pytest.raises(openai.ConflictError) as busy:
-                await in_thread(conflicting)
+                await in_thread(conflicting, fail_after=60)
         finally:
             with trio.CancelScope(shield=True):
                 os.killpg(process.pid, 9)

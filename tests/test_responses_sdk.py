@@ -9,24 +9,28 @@ Node: ``tests/node/responses.mjs`` runs as a subprocess (skipped outside CI with
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import openai
 import pydantic
 import pytest
 import trio
-from conftest import TEST_CATALOG, ServerFactory, make_fifo, make_settings, read_notify
+from conftest import (
+    SdkClientFactory,
+    ServerFactory,
+    ignore_sdk_stream_gc,
+    in_thread,
+    make_fifo,
+    read_notify,
+    serve_fake,
+    skip_or_fail,
+)
 from openai.types.responses import ResponseFormatTextJSONSchemaConfigParam
-
-from trio_codex import create_app
 
 pytestmark = pytest.mark.slow
 
-T = TypeVar("T")
 NODE_DIR = Path(__file__).parent / "node"
 
 
@@ -35,45 +39,13 @@ class Person(pydantic.BaseModel):
     age: int
 
 
-async def in_thread(fn: Callable[[], T]) -> T:
-    with trio.fail_after(30):
-        return await trio.to_thread.run_sync(fn)
-
-
-async def serve_fake(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, **overrides: Any
-) -> str:
-    settings = make_settings(tmp_path, codex_path=fake_codex, **overrides)
-    app = create_app(
-        settings, catalog=TEST_CATALOG, environ={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    )
-    return await start_server(app) + "/v1"
-
-
-_clients: list[openai.OpenAI] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _clients:
-        _clients.pop().close()
-
-
-def client(base_url: str, key: str = "sk-test") -> openai.OpenAI:
-    """A sync SDK client, closed after the test."""
-    c = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=20)
-    _clients.append(c)
-    return c
-
-
 async def test_responses_create(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
 ) -> None:
     """responses.create returns the answer as output_text, with usage and echoed fields."""
     url = await serve_fake(tmp_path, fake_codex, start_server)
     response = await in_thread(
-        lambda: client(url).responses.create(
+        lambda: sdk_client(url).responses.create(
             model="gpt-test",
             instructions="Be brief.",
             input=[{"role": "user", "content": "hi [[codex:reply=Hello!]]"}],
@@ -95,13 +67,13 @@ async def test_responses_create(
 
 
 async def test_responses_stream_helper(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
 ) -> None:
     """responses.stream() yields typed events and get_final_response() the whole response."""
     url = await serve_fake(tmp_path, fake_codex, start_server)
 
     def consume() -> tuple[list[Any], Any]:
-        with client(url).responses.stream(
+        with sdk_client(url).responses.stream(
             model="gpt-test", input="[[codex:mode=reasoning;reply=streamed answer]]"
         ) as stream:
             events = list(stream)
@@ -120,12 +92,12 @@ async def test_responses_stream_helper(
 
 
 async def test_responses_parse_returns_the_model(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
 ) -> None:
     """responses.parse(text_format=Model) returns the parsed object; the schema reaches Codex."""
     url = await serve_fake(tmp_path, fake_codex, start_server)
     parsed = await in_thread(
-        lambda: client(url).responses.parse(
+        lambda: sdk_client(url).responses.parse(
             model="gpt-test",
             input='[[codex:reply={"name":"Ada","age":36}]]',
             text_format=Person,
@@ -133,7 +105,7 @@ async def test_responses_parse_returns_the_model(
     )
     assert parsed.output_parsed == Person(name="Ada", age=36)
     argv = await in_thread(
-        lambda: client(url).responses.create(
+        lambda: sdk_client(url).responses.create(
             model="gpt-test", input="[[codex:mode=argv]]", text={"format": _format(Person)}
         )
     )
@@ -152,12 +124,12 @@ def _format(model: type[pydantic.BaseModel]) -> ResponseFormatTextJSONSchemaConf
 
 
 async def test_chat_completions_parse_returns_the_model(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
 ) -> None:
     """chat.completions.parse(response_format=Model) returns the parsed object (last message)."""
     url = await serve_fake(tmp_path, fake_codex, start_server)
     completion = await in_thread(
-        lambda: client(url).chat.completions.parse(
+        lambda: sdk_client(url).chat.completions.parse(
             model="gpt-test",
             messages=[{"role": "user", "content": '[[codex:reply={"name":"Grace","age":85}]]'}],
             response_format=Person,
@@ -166,11 +138,7 @@ async def test_chat_completions_parse_returns_the_model(
     assert completion.choices[0].message.parsed == Person(name="Grace", age=85)
 
 
-@pytest.mark.filterwarnings(
-    # The SDK leaves its own stream generators to the garbage collector after the stream ends.
-    r"ignore:Exception ignored in. <async_generator object (PoolByteStream|Response\.aiter|SSEDecoder|AsyncStream)"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
+@ignore_sdk_stream_gc
 async def test_async_client_create_stream_and_continue(
     tmp_path: Path, fake_codex: Path, start_server: ServerFactory
 ) -> None:
@@ -192,11 +160,11 @@ async def test_async_client_create_stream_and_continue(
 
 
 async def test_sdk_error_classes_for_conversations(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
 ) -> None:
     """Unknown ids raise NotFoundError; a second concurrent continuation raises ConflictError."""
     url = await serve_fake(tmp_path, fake_codex, start_server)
-    sdk = client(url)
+    sdk = sdk_client(url)
     with pytest.raises(openai.NotFoundError) as missing:
         await in_thread(
             lambda: sdk.responses.create(
@@ -235,10 +203,7 @@ def _node() -> str:
     node = shutil.which("node")
     ready = node is not None and (NODE_DIR / "node_modules" / "openai").is_dir()
     if not ready or node is None:
-        message = "the Node SDK is not installed: run npm ci --prefix tests/node (needs node)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail("the Node SDK is not installed: run npm ci --prefix tests/node (needs node)")
     return node
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
@@ -22,12 +20,10 @@ from typing import Any, cast
 import jsonschema
 import pytest
 import trio
-from conftest import TEST_CATALOG, ScriptedBackend, make_settings
+from conftest import ScriptedBackend, running_app
 from quart_trio import QuartTrio
 from quart_trio.testing import connections as quart_connections
 from trio.testing import MockClock
-
-from trio_codex import create_app
 
 SCHEMAS = Path(__file__).parent / "data" / "openai_responses_schemas.json"
 REF = "#/components/schemas/"
@@ -235,15 +231,6 @@ async def post_stream(
         status = cast(quart_connections.TestHTTPConnection, connection).status_code
     assert status is not None
     return Streamed(status, chunks)
-
-
-@asynccontextmanager
-async def running_app(
-    tmp_path: Path, backend: ScriptedBackend, **settings: Any
-) -> AsyncIterator[QuartTrio]:
-    app = create_app(make_settings(tmp_path, **settings), backend=backend, catalog=TEST_CATALOG)
-    async with app.test_app():
-        yield app
 
 
 def _event(kind: str, **fields: Any) -> dict[str, Any]:

@@ -13,23 +13,16 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from conftest import ScriptedBackend
+from conftest import ScriptedBackend, runner_of, running_app
 from quart_trio import QuartTrio
-from test_responses_spec import post_stream, running_app, stream_problems
+from test_responses_spec import post_stream, stream_problems
 from trio.testing import MockClock
 
 from trio_codex.conversation import ThreadLocks
-from trio_codex.runner import CodexRunner
-from trio_codex.service import Service
 
 
 def body(prompt: str | list[Any] = "hi", **extra: Any) -> dict[str, Any]:
     return {"model": "gpt-test", "input": prompt, **extra}
-
-
-def runner_of(app: QuartTrio) -> CodexRunner:
-    service: Service = app.extensions["trio_codex"]
-    return service.runner
 
 
 async def create(app: QuartTrio, payload: dict[str, Any], key: str | None = None) -> Any:
@@ -179,7 +172,7 @@ async def test_errors_before_the_stream_are_plain_http(
     autojump_clock: MockClock, tmp_path: Path, backend: ScriptedBackend
 ) -> None:
     """With the only slot busy, a streamed request gets a 503 at the queue deadline, not SSE."""
-    settings = {"max_parallel_requests": 1, "queue_timeout": 5.0}
+    settings: dict[str, Any] = {"max_parallel_requests": 1, "queue_timeout": 5.0}
     async with running_app(tmp_path, backend, **settings) as app, trio.open_nursery() as nursery:
         nursery.start_soon(create, app, body("[[run:sleep=30]]"))
         await trio.sleep(1)

@@ -6,61 +6,24 @@ the test's trio loop; ``max_retries=0`` so a status is observed exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import openai
 import pytest
 import trio
-from conftest import TEST_CATALOG, ServerFactory, make_settings
-
-from trio_codex import create_app
+from conftest import SdkClientFactory, ServerFactory, ignore_sdk_stream_gc, in_thread, serve_fake
 
 pytestmark = pytest.mark.slow
 
-T = TypeVar("T")
-
-
-async def in_thread(fn: Callable[[], T]) -> T:
-    with trio.fail_after(30):
-        return await trio.to_thread.run_sync(fn)
-
-
-async def serve_fake(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, **overrides: Any
-) -> str:
-    settings = make_settings(tmp_path, codex_path=fake_codex, **overrides)
-    app = create_app(
-        settings, catalog=TEST_CATALOG, environ={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    )
-    return await start_server(app) + "/v1"
-
-
-_clients: list[openai.OpenAI] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _clients:
-        _clients.pop().close()
-
-
-def client(base_url: str, key: str = "sk-test") -> openai.OpenAI:
-    """A sync SDK client, closed after the test."""
-    c = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=20)
-    _clients.append(c)
-    return c
-
 
 async def test_sdk_non_stream(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
 ) -> None:
     """chat.completions.create returns the answer and usage."""
     url = await serve_fake(tmp_path, fake_codex, start_server)
     completion = await in_thread(
-        lambda: client(url).chat.completions.create(
+        lambda: sdk_client(url).chat.completions.create(
             model="gpt-test",
             messages=[{"role": "user", "content": "hi [[codex:reply=Hello!]]"}],
             temperature=0.3,
@@ -75,13 +38,13 @@ async def test_sdk_non_stream(
 
 
 async def test_sdk_stream_with_usage(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
 ) -> None:
     """create(stream=True) yields role, content, finish and a final usage chunk."""
     url = await serve_fake(tmp_path, fake_codex, start_server)
 
     def consume() -> list[Any]:
-        stream = client(url).chat.completions.create(
+        stream = sdk_client(url).chat.completions.create(
             model="gpt-test",
             messages=[{"role": "user", "content": "[[codex:mode=messages;count=3]]"}],
             stream=True,
@@ -104,13 +67,13 @@ async def test_sdk_stream_with_usage(
 
 
 async def test_sdk_stream_helper(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
 ) -> None:
     """The chat.completions.stream() helper accumulates the final completion."""
     url = await serve_fake(tmp_path, fake_codex, start_server)
 
     def consume() -> Any:
-        with client(url).chat.completions.stream(
+        with sdk_client(url).chat.completions.stream(
             model="gpt-test",
             messages=[
                 {"role": "system", "content": "be nice"},
@@ -129,11 +92,7 @@ async def test_sdk_stream_helper(
     assert final.usage.prompt_tokens == 11
 
 
-@pytest.mark.filterwarnings(
-    # The SDK leaves its own stream generators to the garbage collector after [DONE].
-    r"ignore:Exception ignored in. <async_generator object (PoolByteStream|Response\.aiter|SSEDecoder|AsyncStream)"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
+@ignore_sdk_stream_gc
 async def test_sdk_async_client(
     tmp_path: Path, fake_codex: Path, start_server: ServerFactory
 ) -> None:
@@ -155,19 +114,21 @@ async def test_sdk_async_client(
         await aclient.close()
 
 
-async def test_sdk_models(tmp_path: Path, fake_codex: Path, start_server: ServerFactory) -> None:
+async def test_sdk_models(
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
+) -> None:
     """models.list() and models.retrieve() with an id containing '/'."""
     url = await serve_fake(tmp_path, fake_codex, start_server)
-    ids = await in_thread(lambda: [m.id for m in client(url).models.list()])
+    ids = await in_thread(lambda: [m.id for m in sdk_client(url).models.list()])
     assert "gpt-test" in ids
     assert "gpt-test-low" in ids
-    model = await in_thread(lambda: client(url).models.retrieve("org/gpt-test-2"))
+    model = await in_thread(lambda: sdk_client(url).models.retrieve("org/gpt-test-2"))
     assert model.id == "org/gpt-test-2"
     assert model.owned_by == "codex"
 
 
 async def test_sdk_error_classes(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
 ) -> None:
     """401, 404, 429 and 503 raise the SDK's own exception classes with our codes."""
     url = await serve_fake(
@@ -179,9 +140,9 @@ async def test_sdk_error_classes(
         max_parallel_requests=1,
         queue_timeout=0.0,
     )
-    good = client(url, "sk-good")
+    good = sdk_client(url, "sk-good")
     with pytest.raises(openai.AuthenticationError) as auth:
-        await in_thread(lambda: client(url, "sk-bad").models.list())
+        await in_thread(lambda: sdk_client(url, "sk-bad").models.list())
     assert auth.value.code == "invalid_api_key"
     assert auth.value.request_id is not None
     with pytest.raises(openai.NotFoundError) as nf:
@@ -206,7 +167,7 @@ async def test_sdk_error_classes(
 
 
 async def test_sdk_503_when_queue_is_full(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
 ) -> None:
     """With the only slot busy and no queueing allowed, the SDK raises InternalServerError 503."""
     from conftest import make_fifo, read_notify
@@ -229,7 +190,7 @@ async def test_sdk_503_when_queue_is_full(
             await read_notify(fifo)
         with pytest.raises(openai.InternalServerError) as busy:
             await in_thread(
-                lambda: client(url).chat.completions.create(
+                lambda: sdk_client(url).chat.completions.create(
                     model="gpt-test", messages=[{"role": "user", "content": "x"}]
                 )
             )
@@ -240,13 +201,13 @@ async def test_sdk_503_when_queue_is_full(
 
 
 async def test_sdk_upstream_failure_status(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
 ) -> None:
     """A Codex turn that fails with an upstream 401 reaches the SDK as AuthenticationError."""
     url = await serve_fake(tmp_path, fake_codex, start_server)
     with pytest.raises(openai.AuthenticationError) as info:
         await in_thread(
-            lambda: client(url).chat.completions.create(
+            lambda: sdk_client(url).chat.completions.create(
                 model="gpt-test", messages=[{"role": "user", "content": "[[codex:mode=fail]]"}]
             )
         )

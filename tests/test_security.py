@@ -14,18 +14,16 @@ import base64
 import json
 import logging
 import os
-import struct
 import sys
-import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import trio
-from codex_cli import FakeUpstream, codex_env, find_codex_cli, private_home, write_codex_home
+from codex_cli import FakeUpstream, codex_env, private_home
 from conftest import (
     TEST_CATALOG,
     ScriptedBackend,
@@ -33,8 +31,15 @@ from conftest import (
     make_fifo,
     make_settings,
     read_notify,
-    wait_dead,
+    require_codex_cli,
+    runner_of,
+    scratch_root,
+    serve_real_codex,
+    service_of,
+    tiny_png,
 )
+from conftest import running_app as app_in_process
+from harness import chat_body, wait_gone
 from quart_trio import QuartTrio
 from trio.testing import MockClock
 
@@ -42,60 +47,21 @@ from trio_codex import create_app
 from trio_codex.command import RunSpec, build_argv, server_config_overrides
 from trio_codex.events import MAX_PROMPT_CHARS, CodexEvent
 from trio_codex.localonly import LOCAL_ONLY_CODEX_ARGS, argv_config_overrides, resolve_provider
-from trio_codex.runner import CodexRunner, ExecBackend, ExitInfo
-from trio_codex.service import Service
+from trio_codex.runner import ExecBackend, ExitInfo
 from trio_codex.settings import SANDBOX_MODES, Settings, SettingsError
 
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _png() -> bytes:
-    """A valid 2x2 RGB PNG (Codex passes PNGs to the upstream byte for byte)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    rows = b"".join(b"\x00" + b"\x10\x80\xf0" * 2 for _ in range(2))
-    header = struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
-PNG = _png()
+PNG = tiny_png(b"\x10\x80\xf0")  # Codex passes PNGs to the upstream byte for byte
 PNG_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
 IMAGE_PARAM = "messages[0].content[1].image_url"
-
-
-def chat_body(prompt: str = "hi", **extra: Any) -> dict[str, Any]:
-    return {"model": "gpt-test", "messages": [{"role": "user", "content": prompt}], **extra}
 
 
 def image_body(prompt: str, url: str = PNG_URL, **extra: Any) -> dict[str, Any]:
     """A chat body whose only message is ``prompt`` plus one ``image_url`` part."""
     content = [{"type": "text", "text": prompt}, {"type": "image_url", "image_url": {"url": url}}]
     return {"model": "gpt-test", "messages": [{"role": "user", "content": content}], **extra}
-
-
-def service_of(app: QuartTrio) -> Service:
-    service: Service = app.extensions["trio_codex"]
-    return service
-
-
-def runner_of(app: QuartTrio) -> CodexRunner:
-    return service_of(app).runner
-
-
-def scratch_root(app: QuartTrio, tmp_path: Path) -> Path:
-    """Make the app create its request scratch directories under a fresh test directory."""
-    root = tmp_path / "scratch"
-    root.mkdir()
-    service_of(app).scratch_root = root
-    return root
 
 
 def write_config(home: Path, text: str) -> None:
@@ -115,22 +81,15 @@ REMOTE = provider_config("http://192.168.1.10:8080/v1")
 LOOPBACK = provider_config("http://127.0.0.1:11434/v1", pid="box")
 
 
-@asynccontextmanager
-async def running_app(
+def running_app(
     tmp_path: Path,
     backend: Any,
     *,
     environ: dict[str, str] | None = None,
     **settings: Any,
-) -> AsyncIterator[QuartTrio]:
-    app = create_app(
-        make_settings(tmp_path, **settings),
-        backend=backend,
-        catalog=TEST_CATALOG,
-        environ=environ or {"PATH": os.defpath},
-    )
-    async with app.test_app():
-        yield app
+) -> AbstractAsyncContextManager[QuartTrio]:
+    """The app in process, in a bare environment (only PATH) unless ``environ`` is given."""
+    return app_in_process(tmp_path, backend, environ=environ or {"PATH": os.defpath}, **settings)
 
 
 async def post(app: QuartTrio, body: Any, **headers: str) -> tuple[int, Any]:
@@ -520,20 +479,6 @@ class ImageCheckingBackend(ScriptedBackend):
         return await super().run(spec, emit)
 
 
-@pytest.fixture
-def no_http(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[httpx.Request]]:
-    """Fail the test if any image fetch sends a request."""
-    attempts: list[httpx.Request] = []
-
-    async def refuse(self: httpx.AsyncHTTPTransport, request: httpx.Request) -> None:
-        attempts.append(request)
-        raise AssertionError(f"a request was sent to {request.url}")
-
-    monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", refuse)
-    yield attempts
-    assert attempts == []
-
-
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -698,7 +643,7 @@ async def test_abandoned_stream_over_http_leaves_no_temp_file(
             assert (scratch / "image-1.png").read_bytes() == PNG
             nursery.cancel_scope.cancel(reason="test: client leaves mid-stream")
         for pid in pids:
-            await wait_dead(pid)
+            await wait_gone(pid)
         await runner_of(app).running.wait_value(0)
     assert list(root.iterdir()) == []
 
@@ -708,19 +653,9 @@ async def test_abandoned_stream_over_http_leaves_no_temp_file(
 
 @pytest.fixture(scope="session")
 def codex_cli() -> Path:
-    """The real Codex CLI (skipped with an install hint when missing; failing in CI)."""
-    cli = find_codex_cli()
-    if cli is None:
-        if os.environ.get("CI"):
-            pytest.fail("Codex CLI not found but CI is set: run `npm ci --prefix tests/node`")
-        pytest.skip("Codex CLI not installed: run npm ci --prefix tests/node")
-    return cli
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as fake:
-        yield fake
+    """The real Codex CLI as found, not its native binary (skipped with an install hint when
+    missing; failing in CI). A fixture, so a skip is reported with its message."""
+    return require_codex_cli(native=False)
 
 
 @pytest.mark.slow
@@ -735,12 +670,15 @@ async def test_data_url_image_reaches_the_upstream_with_real_codex(
     local_only: bool,
 ) -> None:
     """A data: URL image reaches the upstream byte for byte through real Codex, streaming too."""
-    codex_home = write_codex_home(tmp_path / "codex-home", upstream.base_url)
-    settings = make_settings(
-        tmp_path, codex_path=codex_cli, codex_home=codex_home, local_only=local_only
+    server = await serve_real_codex(
+        tmp_path,
+        upstream.base_url,
+        start_server,
+        codex_path=codex_cli,
+        environ=codex_env(private_home(tmp_path), tmp_path / "codex-home"),
+        local_only=local_only,
     )
-    app = create_app(settings, environ=codex_env(private_home(tmp_path), codex_home))
-    url = await start_server(app)
+    app, url = server.app, server.url
     root = scratch_root(app, tmp_path)
     body = image_body("What colour is it? [[fake:reply=Teal.]]", stream=stream)
     body["model"] = "fake-model"

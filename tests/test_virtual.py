@@ -7,39 +7,17 @@ Deadlines are asserted exactly: nothing here starts a process or opens a socket,
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from conftest import TEST_CATALOG, ScriptedBackend, make_settings
-from quart_trio import QuartTrio
+from conftest import ScriptedBackend, runner_of, running_app
+from harness import chat_body
 from trio.testing import MockClock
 
-from trio_codex import create_app
 from trio_codex.command import RunSpec
-from trio_codex.runner import ATTACH_TIMEOUT, CodexRunner
-from trio_codex.service import Service
-
-
-@asynccontextmanager
-async def running_app(
-    tmp_path: Path, backend: ScriptedBackend, **settings: Any
-) -> AsyncIterator[QuartTrio]:
-    app = create_app(make_settings(tmp_path, **settings), backend=backend, catalog=TEST_CATALOG)
-    async with app.test_app():
-        yield app
-
-
-def chat_body(prompt: str = "hi", **extra: Any) -> dict[str, Any]:
-    return {"model": "gpt-test", "messages": [{"role": "user", "content": prompt}], **extra}
-
-
-def runner_of(app: QuartTrio) -> CodexRunner:
-    service: Service = app.extensions["trio_codex"]
-    return service.runner
+from trio_codex.runner import ATTACH_TIMEOUT
 
 
 def sse_events(body: bytes | str) -> list[Any]:
