@@ -23,9 +23,21 @@ def _load() -> Settings:
         raise SystemExit(2) from None
 
 
-if not logging.getLogger().handlers:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _configure_logging() -> None:
+    """Our request lines on stderr, unless the embedding process configured logging itself.
+
+    Only the ``trio_codex`` logger gets a handler: a root handler would print every Hypercorn
+    line twice (Hypercorn's loggers have their own handlers and also propagate).
+    """
+    logger = logging.getLogger("trio_codex")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+_configure_logging()
 
 app = create_app(_load())
