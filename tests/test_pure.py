@@ -669,3 +669,15 @@ def test_output_schema_is_checked_before_codex_runs(schema: dict[str, object], o
         check_schema(schema, param="text.format.schema")
     assert info.value.param == "text.format.schema"
     assert info.value.code == "invalid_json_schema"
+
+
+def test_missing_codex_home_is_created(tmp_path: Path) -> None:
+    """Codex refuses a CODEX_HOME that does not exist, so the server creates it (private)."""
+    home = tmp_path / "fresh" / "codex"
+    settings = Settings.from_env({**_env(tmp_path), "CODEX_HOME": str(home)})
+    assert settings.codex_home == home
+    assert home.is_dir()
+    assert (home.stat().st_mode & 0o077) == 0
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SettingsError, match=r"^CODEX_HOME"):
+        Settings.from_env({**_env(tmp_path), "CODEX_HOME": str(tmp_path / "file")})

@@ -107,6 +107,12 @@ class Settings:
 
         codex_home_raw = env.get("CODEX_HOME", "").strip()
         codex_home = Path(codex_home_raw).expanduser() if codex_home_raw else Path.home() / ".codex"
+        # Codex refuses to start when its home is missing (it does not create one that is
+        # passed explicitly, and the server always passes it).
+        try:
+            codex_home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SettingsError(f"CODEX_HOME: cannot create {str(codex_home)!r}: {exc}") from None
 
         secret = env.get("TRIO_CODEX_RESPONSE_ID_SECRET", "").encode()
         return cls(
