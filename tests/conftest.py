@@ -39,6 +39,7 @@ from trio_codex.command import RunSpec
 from trio_codex.events import (
     CodexEvent,
     ErrorEvent,
+    ItemEvent,
     MessageCompleted,
     ReasoningCompleted,
     TextDelta,
@@ -90,7 +91,8 @@ class RunRecord:
 class ScriptedBackend:
     """An in-process backend driven by a ``[[run:key=value;...]]`` directive in the prompt.
 
-    Keys: ``sleep`` (virtual seconds before answering), ``reply``, ``fail`` (a failure
+    Keys: ``sleep`` (virtual seconds before answering), ``linger`` (seconds between
+    ``turn.completed`` and exit), ``reply``, ``fail`` (a failure
     message), ``crash`` (raise inside the backend), ``chunks`` (messages). Records every run
     so tests can assert exact virtual times.
 
@@ -146,6 +148,8 @@ class ScriptedBackend:
                 return ExitInfo(1, "")
             counts = [int(c) for c in opts.get("usage", "10,2,5,1").split(",")]
             await emit(TurnCompleted(Usage(*counts)))
+            await trio.sleep(float(opts.get("linger", 0)))  # Codex still exiting
+            await emit(ItemEvent("completed", "error", {"message": "printed after the turn"}))
             return ExitInfo(0, "")
         except trio.Cancelled:
             record.cancelled = True

@@ -27,6 +27,7 @@ from conftest import (
     scratch_root,
     sdk,
     serve_real_codex,
+    service_of,
 )
 from test_responses_spec import stream_events, stream_problems
 
@@ -135,7 +136,11 @@ async def test_structured_output_end_to_end(
     tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory
 ) -> None:
     """parse() of both APIs returns the model; Codex sent the schema with --output-schema."""
-    url = await serve_real(tmp_path, upstream, start_server)
+    server = await serve_real_codex(
+        tmp_path, upstream.base_url, start_server, response_id_secret=SECRET
+    )
+    scratch_root(server.app, tmp_path)
+    url = server.v1
 
     def call() -> tuple[Any, Any]:
         with sdk(url) as client:
@@ -157,7 +162,10 @@ async def test_structured_output_end_to_end(
         text_format = request["body"]["text"]["format"]
         assert text_format["type"] == "json_schema"
         assert text_format["schema"]["required"] == ["answer", "score", "tags"]
-    # The runs' scratch directories (each held output-schema.json) are gone.
+    # The runs' scratch directories (each held output-schema.json) are gone once the runs
+    # have ended (a chat run may still be exiting when its answer arrives).
+    with trio.fail_after(10):
+        await service_of(server.app).runner.running.wait_value(0)
     assert list((tmp_path / "scratch").iterdir()) == []
 
 

@@ -476,3 +476,27 @@ async def test_idle_timeout_ends_a_silent_run(
         assert r.status_code == 504
         assert "CODEX_IDLE_TIMEOUT" in (await r.get_json())["error"]["message"]
         assert trio.current_time() - start == 3
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_chat_answers_at_turn_completed_and_codex_exits_on_its_own(
+    autojump_clock: MockClock, tmp_path: Path, backend: ScriptedBackend, stream: bool
+) -> None:
+    """The answer leaves when the turn is complete; the run keeps its slot until Codex exits
+    (5 s later here) and is not cancelled."""
+    async with running_app(tmp_path, backend, max_parallel_requests=1) as app:
+        runner = runner_of(app)
+        start = trio.current_time()
+        r = await app.test_client().post(
+            "/v1/chat/completions", json=chat_body("[[run:reply=quick;linger=5]]", stream=stream)
+        )
+        assert r.status_code == 200
+        body = await r.get_data()
+        assert trio.current_time() == start
+        assert b"quick" in body
+        assert b"printed after the turn" not in body
+        assert runner.limiter.borrowed_tokens == 1
+        await runner.running.wait_value(0)
+        assert trio.current_time() == start + 5
+        assert not backend.runs[0].cancelled
+        assert runner.limiter.borrowed_tokens == 0

@@ -258,7 +258,7 @@ def create_app(
 
         transcript = Transcript()
         try:
-            await handle.consume(transcript.feed)
+            await handle.consume(transcript.feed, until=chat.answered)
         finally:
             record.from_run(handle, transcript)
         error = chat.run_error(handle, transcript)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .errors import InvalidRequestError, ServiceError, UpstreamError
-from .events import MessageCompleted, TextDelta, Transcript
+from .events import CodexEvent, MessageCompleted, TextDelta, Transcript, TurnCompleted
 from .runner import RunHandle
 from .sse import DONE, KEEPALIVE, EndOfRun, data_frame, next_event
 from .structured import check_schema
@@ -34,6 +34,12 @@ def run_error(handle: RunHandle, transcript: Transcript) -> ServiceError | None:
     if failure is None:
         return None
     return UpstreamError(failure.message, status=failure.status, code=failure.code)
+
+
+def answered(event: CodexEvent) -> bool:
+    """The turn is complete: the answer and the usage are known (chat runs are ephemeral, so
+    nothing is lost by not waiting for Codex to exit)."""
+    return isinstance(event, TurnCompleted)
 
 
 def completion_body(
@@ -129,6 +135,10 @@ async def stream_frames(
                 yield KEEPALIVE
                 continue
             transcript.feed(event)
+            if isinstance(event, TurnCompleted):
+                # Everything the client gets is here; Codex finishes exiting on its own.
+                handle.detach()
+                break
             if final_only:
                 continue
             if isinstance(event, TextDelta) and event.delta:

@@ -86,9 +86,11 @@ class RunHandle:
         self.error: ServiceError | None = None
         self.exit = ExitInfo()
         self.queue_wait: float = 0.0
+        self.began: float = 0.0
         self.run_time: float = 0.0
         self.started = False
         self.done = trio.Event()
+        self.detached = False
         self._attached = trio.Event()
         self._scope = trio.CancelScope()
 
@@ -97,16 +99,32 @@ class RunHandle:
         self._attached.set()
 
     def cancel(self) -> None:
-        """End the run now; never blocks, safe to call at any time and more than once."""
-        self._scope.cancel()
+        """End the run now; never blocks, safe to call at any time and more than once.
+        A detached run is not cancelled: it is finishing on its own."""
+        if not self.detached:
+            self._scope.cancel()
 
-    async def consume(self, on_event: Callable[[CodexEvent], None]) -> None:
-        """Attach and hand every event to ``on_event`` until the run ends. If this is
-        cancelled (the client left), the run is cancelled with it."""
+    def detach(self) -> None:
+        """The consumer has all it needs: let the run finish by itself (it keeps its slot and
+        its deadlines until Codex exits) and drop the events it still prints."""
+        self.detached = True
+
+    async def consume(
+        self,
+        on_event: Callable[[CodexEvent], None],
+        *,
+        until: Callable[[CodexEvent], bool] | None = None,
+    ) -> None:
+        """Attach and hand every event to ``on_event`` until the run ends, or until
+        ``until(event)`` holds (then the run is detached, not cancelled). If this is cancelled
+        (the client left), the run is cancelled with it."""
         self.attach()
         try:
             async for event in self.events:
                 on_event(event)
+                if until is not None and until(event):
+                    self.detach()
+                    return
         finally:
             self.cancel()
 
@@ -204,6 +222,9 @@ class CodexRunner:
 
         async def emit(event: CodexEvent) -> None:
             idle.touch()
+            if handle.detached:
+                await trio.lowlevel.checkpoint()
+                return
             await send.send(event)
 
         try:
@@ -215,7 +236,7 @@ class CodexRunner:
                     handle.error = ServiceError("The request was abandoned before it started")
                     return
                 handle.started = True
-                began = trio.current_time()
+                began = handle.began = trio.current_time()
                 async with trio.open_nursery() as nursery:
                     if self.idle_timeout is not None:
                         nursery.start_soon(idle.watch, nursery.cancel_scope, self.idle_timeout)

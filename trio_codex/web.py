@@ -49,7 +49,12 @@ class RequestRecord:
 
     def from_run(self, handle: RunHandle, transcript: Transcript | None) -> None:
         self.queue_wait = handle.queue_wait
-        self.run_time = handle.run_time if handle.started else None
+        if handle.started:
+            # A detached run may still be exiting: report how long it had run so far.
+            done = handle.done.is_set()
+            self.run_time = handle.run_time if done else trio.current_time() - handle.began
+        else:
+            self.run_time = None
         self.exit_code = handle.exit.exit_code
         if transcript is not None and transcript.usage is not None:
             self.tokens = transcript.usage.total_tokens
