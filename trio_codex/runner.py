@@ -146,7 +146,6 @@ class CodexRunner:
         self.queue_timeout = queue_timeout
         self.exec_timeout = exec_timeout
         self.idle_timeout = idle_timeout
-        self.active: set[RunHandle] = set()
         #: Runs holding a slot, and requests waiting for one (awaitable: ``wait_value``).
         self.running = AsyncValue(0)
         self.queued = AsyncValue(0)
@@ -176,12 +175,10 @@ class CodexRunner:
                 await self._acquire(handle)
                 try:
                     handle.queue_wait = trio.current_time() - queued_at
-                    self.active.add(handle)
                     self.running.value += 1
                     task_status.started(handle)
                     await self._run(spec, handle, send)
                 finally:
-                    self.active.discard(handle)
                     self.limiter.release_on_behalf_of(handle)
                     self.running.value -= 1
         finally:
