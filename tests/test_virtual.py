@@ -500,3 +500,30 @@ async def test_chat_answers_at_turn_completed_and_codex_exits_on_its_own(
         assert trio.current_time() == start + 5
         assert not backend.runs[0].cancelled
         assert runner.limiter.borrowed_tokens == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_log_line_of_an_early_answer_waits_for_codex_exit(
+    autojump_clock: MockClock,
+    tmp_path: Path,
+    backend: ScriptedBackend,
+    caplog: pytest.LogCaptureFixture,
+    stream: bool,
+) -> None:
+    """The request line of a chat answered at turn.completed is written once Codex has
+    exited, with its exit code and whole run time."""
+    caplog.set_level("INFO", logger="trio_codex")
+    async with running_app(tmp_path, backend) as app:
+        r = await app.test_client().post(
+            "/v1/chat/completions", json=chat_body("[[run:reply=quick;linger=5]]", stream=stream)
+        )
+        await r.get_data()
+        assert not [m for m in caplog.messages if m.startswith("request id=")]
+        await runner_of(app).running.wait_value(0)
+        await trio.testing.wait_all_tasks_blocked()
+        lines = [m for m in caplog.messages if m.startswith("request id=")]
+        assert len(lines) == 1
+        assert "status=200" in lines[0]
+        assert "exit=0" in lines[0]
+        assert "run_time=5.000" in lines[0]
+        assert "tokens=15" in lines[0]

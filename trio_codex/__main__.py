@@ -93,8 +93,7 @@ async def _serve(app: QuartTrio, config: Config, *, kill_grace: float) -> None:
             # Hypercorn has cancelled the requests; what is left is stuck writing to a client
             # that does not read. Stop every run (their groups die within kill_grace).
             runner = app.extensions["trio_codex"].runner
-            for handle in list(runner.active):
-                handle.cancel()
+            runner.cancel_all()
             with trio.move_on_after(kill_grace + HARD_STOP_SLACK):
                 await served.wait()
         if not served.is_set():

@@ -151,7 +151,7 @@ def create_app(
         if record is not None:
             response.headers["x-request-id"] = record.request_id
             record.status = response.status_code
-            if not record.stream or response.status_code != 200:
+            if (not record.stream or response.status_code != 200) and not record.deferred:
                 record.emit()
         return response
 
@@ -242,10 +242,10 @@ def create_app(
             )
 
             def on_end(transcript: Transcript, error: ServiceError | None) -> None:
-                record.from_run(handle, transcript)
                 if error is not None:
                     record.code = error.code
-                record.emit()
+                if not record.defer_until_run_ends(handle, transcript, app_nursery(app)):
+                    record.emit()
 
             frames = chat.stream_frames(
                 handle,
@@ -260,7 +260,8 @@ def create_app(
         try:
             await handle.consume(transcript.feed, until=chat.answered)
         finally:
-            record.from_run(handle, transcript)
+            # The line itself is written by _finish (or later, for a detached run).
+            record.defer_until_run_ends(handle, transcript, app_nursery(app))
         error = chat.run_error(handle, transcript)
         if error is not None:
             raise error

@@ -146,9 +146,15 @@ class CodexRunner:
         self.queue_timeout = queue_timeout
         self.exec_timeout = exec_timeout
         self.idle_timeout = idle_timeout
+        self._active: set[RunHandle] = set()
         #: Runs holding a slot, and requests waiting for one (awaitable: ``wait_value``).
         self.running = AsyncValue(0)
         self.queued = AsyncValue(0)
+
+    def cancel_all(self) -> None:
+        """End every run holding a slot, detached ones included (a stop that cannot wait)."""
+        for handle in list(self._active):
+            handle._scope.cancel()
 
     async def start(
         self, nursery: trio.Nursery, spec: RunSpec, *, scratch: Path | None = None
@@ -175,10 +181,12 @@ class CodexRunner:
                 await self._acquire(handle)
                 try:
                     handle.queue_wait = trio.current_time() - queued_at
+                    self._active.add(handle)
                     self.running.value += 1
                     task_status.started(handle)
                     await self._run(spec, handle, send)
                 finally:
+                    self._active.discard(handle)
                     self.limiter.release_on_behalf_of(handle)
                     self.running.value -= 1
         finally:

@@ -46,6 +46,8 @@ class RequestRecord:
     exit_code: int | None = None
     tokens: int | None = None
     logged: bool = False
+    #: The line waits for a detached run to exit (see ``emit_when_run_ends``).
+    deferred: bool = False
 
     def from_run(self, handle: RunHandle, transcript: Transcript | None) -> None:
         self.queue_wait = handle.queue_wait
@@ -58,6 +60,24 @@ class RequestRecord:
         self.exit_code = handle.exit.exit_code
         if transcript is not None and transcript.usage is not None:
             self.tokens = transcript.usage.total_tokens
+
+    def defer_until_run_ends(
+        self, handle: RunHandle, transcript: Transcript | None, nursery: trio.Nursery
+    ) -> bool:
+        """Record the run. If it was detached while Codex is still exiting, log the line once
+        it has ended (so the line has Codex's exit code) and return True."""
+        self.from_run(handle, transcript)
+        if not handle.detached or handle.done.is_set():
+            return False
+        self.deferred = True
+
+        async def emit_later() -> None:
+            await handle.done.wait()
+            self.from_run(handle, transcript)
+            self.emit()
+
+        nursery.start_soon(emit_later)
+        return True
 
     def emit(self) -> None:
         if self.logged:
