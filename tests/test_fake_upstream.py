@@ -85,6 +85,7 @@ def only_responses_request(fake: FakeUpstream) -> dict[str, Any]:
 
 
 def test_parse_directive_takes_the_last_one_and_decodes_b64() -> None:
+    """The last directive wins; *_b64 values are decoded."""
     reply = base64.b64encode(b"a;b]]c").decode()
     text = f"x [[fake:mode=echo]] y [[fake: mode = text ; reply_b64={reply};chunks=3 ]]"
     assert parse_directive(text) == {"mode": "text", "reply": "a;b]]c", "chunks": "3"}
@@ -96,17 +97,20 @@ def test_parse_directive_takes_the_last_one_and_decodes_b64() -> None:
     ["[[fake:colour=red]]", "[[fake:mode=bogus]]", "[[fake:chunks=two]]", "[[fake:status=200]]"],
 )
 def test_parse_directive_rejects_mistakes(text: str) -> None:
+    """A malformed directive is an error, not a silent fallback to text."""
     with pytest.raises(ValueError, match=r"."):
         parse_directive(text)
 
 
 def test_split_text_pieces_rejoin() -> None:
+    """Text split into deltas rejoins to the original."""
     assert split_text("abcdefg", 3) == ["abc", "de", "fg"]
     assert split_text("ab", 5) == ["a", "b"]
     assert split_text("", 4) == [""]
 
 
 def test_example_from_schema_is_valid() -> None:
+    """JSON generated from a schema validates against that schema."""
     schema = {
         "type": "object",
         "properties": {
@@ -172,6 +176,7 @@ def sse_events(response: http.client.HTTPResponse) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_fake_streams_text_and_logs(upstream: FakeUpstream) -> None:
+    """The fake streams a Responses SSE reply and logs the request."""
     with connect(upstream) as connection:
         response = post_responses(connection, "hi [[fake:reply=abcdefg;chunks=3;input_tokens=9]]")
         assert response.status == 200
@@ -208,6 +213,7 @@ def test_fake_streams_text_and_logs(upstream: FakeUpstream) -> None:
 
 @pytest.mark.slow
 def test_fake_errors_and_websocket(upstream: FakeUpstream) -> None:
+    """Error modes answer with their status and headers; WebSocket upgrades get 426."""
     with connect(upstream) as connection:
         response = post_responses(connection, "[[fake:mode=error;status=429;retry_after=7]]")
         assert response.status == 429
@@ -229,6 +235,7 @@ def test_fake_errors_and_websocket(upstream: FakeUpstream) -> None:
 
 @pytest.mark.slow
 def test_fake_hang_and_stall_hold_the_connection(upstream: FakeUpstream) -> None:
+    """hang sends no status line; stall stops after response.created."""
     with connect(upstream, timeout=0.5) as connection, pytest.raises(TimeoutError):
         post_responses(connection, "[[fake:mode=hang]]")
 
@@ -247,6 +254,7 @@ def test_fake_hang_and_stall_hold_the_connection(upstream: FakeUpstream) -> None
 @pytest.mark.realcodex
 @pytest.mark.slow
 def test_text_reply_and_usage(codex: CodexSetup) -> None:
+    """The real CLI reports the fake's reply as agent_message and its usage as turn usage."""
     run = codex.exec(
         "Say hello. [[fake:reply=Hello from the fake, in pieces.;chunks=4;delay_ms=20;"
         "input_tokens=1234;output_tokens=56;cached_tokens=100;reasoning_tokens=7]]"
@@ -274,6 +282,7 @@ def test_text_reply_and_usage(codex: CodexSetup) -> None:
 @pytest.mark.realcodex
 @pytest.mark.slow
 def test_output_schema_gets_schema_json(codex: CodexSetup, tmp_path: Path) -> None:
+    """With --output-schema the fake answers JSON that matches the schema."""
     schema = {
         "type": "object",
         "properties": {
@@ -305,6 +314,7 @@ def test_output_schema_gets_schema_json(codex: CodexSetup, tmp_path: Path) -> No
 @pytest.mark.realcodex
 @pytest.mark.slow
 def test_echo_sees_the_resumed_conversation(codex: CodexSetup) -> None:
+    """A resumed thread sends the first turn upstream again (echo mode)."""
     first = codex.exec("First question. [[fake:reply=First answer.]]", ephemeral=False)
     assert first.returncode == 0, first.describe()
     thread_id = first.events[0]["thread_id"]
@@ -328,6 +338,7 @@ def test_echo_sees_the_resumed_conversation(codex: CodexSetup) -> None:
 @pytest.mark.realcodex
 @pytest.mark.slow
 def test_reasoning_summary_and_image(codex: CodexSetup, tmp_path: Path) -> None:
+    """A reasoning summary reaches Codex; an -i image reaches the upstream."""
     image = tmp_path / "red.png"
     image.write_bytes(tiny_png())
     run = codex.exec(
@@ -345,6 +356,7 @@ def test_reasoning_summary_and_image(codex: CodexSetup, tmp_path: Path) -> None:
 @pytest.mark.realcodex
 @pytest.mark.slow
 def test_http_401_fails_the_turn(codex: CodexSetup) -> None:
+    """An upstream 401 ends the turn with turn.failed and exit 1."""
     run = codex.exec("Hi. [[fake:mode=error;status=401]]")
     assert run.returncode == 1, run.describe()
     (failed,) = run.of_type("turn.failed")
@@ -357,6 +369,7 @@ def test_http_401_fails_the_turn(codex: CodexSetup) -> None:
 @pytest.mark.realcodex
 @pytest.mark.slow
 def test_response_failed_fails_the_turn(codex: CodexSetup) -> None:
+    """response.failed ends the turn with turn.failed and exit 1."""
     run = codex.exec("Hi. [[fake:mode=failed;code=context_length_exceeded]]")
     assert run.returncode == 1, run.describe()
     (failed,) = run.of_type("turn.failed")

@@ -113,6 +113,7 @@ async def one_client(host: str, port: int, index: int, *, stream: bool) -> Outco
 async def test_200_clients_against_4_slots(
     tmp_path: Path, fake_codex: Path, start_server: ServerFactory
 ) -> None:
+    """200 clients, 4 slots: every request ends in time with 200 or 503, never over 4 Codex."""
     settings = make_settings(
         tmp_path,
         codex_path=fake_codex,
