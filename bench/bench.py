@@ -54,7 +54,8 @@ from codex_cli import (  # noqa: E402
     write_codex_home,
 )
 
-from trio_codex.command import RunSpec, build_command  # noqa: E402
+from trio_codex.codex.command import build_command  # noqa: E402
+from trio_codex.run.runner import RunSpec  # noqa: E402
 from trio_codex.settings import Settings  # noqa: E402
 
 PROMPT = "Say hi. [[fake:reply=Hi there, from the fake upstream.]]"
@@ -160,7 +161,7 @@ def default_argv(lab: Lab) -> list[str]:
 
 def server_argv(lab: Lab) -> tuple[list[str], dict[str, str]]:
     """Exactly the server's invocation (argv and environment) for PROMPT."""
-    from trio_codex.command import resolve_codex_binary
+    from trio_codex.codex.command import resolve_codex_binary
 
     binary, binary_env = resolve_codex_binary(lab.cli)
     cmd = build_command(

@@ -35,8 +35,8 @@ from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
 from trio_codex import create_app
-from trio_codex.command import RunSpec
-from trio_codex.events import (
+from trio_codex.codex.models import ModelCatalog
+from trio_codex.run.events import (
     CodexEvent,
     ErrorEvent,
     ItemEvent,
@@ -49,8 +49,7 @@ from trio_codex.events import (
     TurnStarted,
     Usage,
 )
-from trio_codex.models import ModelCatalog
-from trio_codex.runner import CodexRunner, ExitInfo
+from trio_codex.run.runner import CodexRunner, ExitInfo, RunSpec
 from trio_codex.service import Service
 from trio_codex.settings import Settings
 

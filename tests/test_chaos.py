@@ -49,8 +49,7 @@ from harness import (
 from trio_util import AsyncValue
 
 from trio_codex import create_app
-from trio_codex.command import RunSpec
-from trio_codex.runner import CodexRunner
+from trio_codex.run.runner import CodexRunner, RunSpec
 
 SEED = int(os.environ.get("TRIO_CODEX_CHAOS_SEED", "20261125"))
 REQUESTS = 520

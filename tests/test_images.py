@@ -1,4 +1,4 @@
-"""Tests for trio_codex.images: data URLs, refused URLs, and guarded http(s) fetching.
+"""Tests for trio_codex.run.images: data URLs, refused URLs, and guarded http(s) fetching.
 
 Fetching tests talk only to a tiny HTTP server on a loopback address started by the test; they
 reach it through the internal ``_materialize_images`` with an address filter that admits
@@ -21,9 +21,9 @@ import httpx
 import pytest
 import trio
 
-from trio_codex import images
 from trio_codex.errors import InvalidRequestError
-from trio_codex.images import (
+from trio_codex.run import images
+from trio_codex.run.images import (
     ImagePolicy,
     ImageRef,
     check_image_url,

@@ -41,7 +41,7 @@ from harness import (
 )
 
 from trio_codex import create_app
-from trio_codex.runner import ExecBackend
+from trio_codex.codex.exec import ExecBackend
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Tests for trio_codex.localonly: which configurations count as local, and the policy cache."""
+"""Tests for trio_codex.codex.localonly: which configurations count as local, and the policy cache."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from trio_codex import localonly
-from trio_codex.localonly import (
+from trio_codex.codex import localonly
+from trio_codex.codex.localonly import (
     LOCAL_ONLY_CODEX_ARGS,
     LocalOnlyPolicy,
     ProviderVerdict,

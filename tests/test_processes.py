@@ -17,9 +17,9 @@ from conftest import TEST_CATALOG, ServerFactory, make_fifo, make_settings, read
 from harness import alive, chat_body, wait_gone
 
 from trio_codex import create_app
-from trio_codex.command import RunSpec
-from trio_codex.events import CodexEvent, Transcript
-from trio_codex.runner import EXIT_DRAIN, CodexRunner, ExecBackend
+from trio_codex.codex.exec import EXIT_DRAIN, ExecBackend
+from trio_codex.run.events import CodexEvent, Transcript
+from trio_codex.run.runner import CodexRunner, RunSpec
 from trio_codex.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -21,8 +21,9 @@ from conftest import TEST_CATALOG, make_settings
 from hypothesis import HealthCheck, event, given, settings
 
 from trio_codex import create_app
-from trio_codex.command import RunSpec, build_command
-from trio_codex.events import (
+from trio_codex.codex.command import build_command
+from trio_codex.http.body import _json_depth_ok
+from trio_codex.run.events import (
     CodexEvent,
     MessageCompleted,
     ThreadStarted,
@@ -30,10 +31,9 @@ from trio_codex.events import (
     TurnStarted,
     Usage,
 )
-from trio_codex.runner import ExitInfo
+from trio_codex.run.runner import ExitInfo, RunSpec
 from trio_codex.service import Service
 from trio_codex.settings import REASONING_EFFORTS, SANDBOX_MODES, Settings
-from trio_codex.web import _json_depth_ok
 
 EXAMPLES = settings(
     max_examples=200,

@@ -9,14 +9,18 @@ from pathlib import Path
 import pytest
 
 from trio_codex import errors
-from trio_codex.command import (
+from trio_codex.codex.command import (
     FAST_FLAGS,
-    RunSpec,
     build_argv,
     child_environment,
     resolve_codex_binary,
 )
-from trio_codex.events import (
+from trio_codex.codex.exec import parse_event
+from trio_codex.codex.models import build_catalog, configured_model
+from trio_codex.http.guards import RateLimiter, check_api_key, presented_key
+from trio_codex.openai.prompt import chat_prompt, check_length
+from trio_codex.openai.schemas import ChatCompletionRequest, ChatMessage, parse_model
+from trio_codex.run.events import (
     ErrorEvent,
     ItemEvent,
     MessageCompleted,
@@ -29,12 +33,8 @@ from trio_codex.events import (
     UnknownEvent,
     Usage,
     classify_failure,
-    parse_event,
 )
-from trio_codex.guards import RateLimiter, check_api_key, presented_key
-from trio_codex.models import build_catalog, configured_model
-from trio_codex.prompt import chat_prompt, check_length
-from trio_codex.schemas import ChatCompletionRequest, ChatMessage, parse_model
+from trio_codex.run.runner import RunSpec
 from trio_codex.settings import Settings, SettingsError
 
 # Lines recorded from Codex CLI 0.169.0 (`codex exec --json`), long strings trimmed.
@@ -248,7 +248,7 @@ def test_native_binary_preferred_over_npm_shim(tmp_path: Path) -> None:
     shim = nm / "@openai" / "codex" / "bin" / "codex.js"
     shim.parent.mkdir(parents=True)
     shim.write_text("// launcher")
-    from trio_codex.command import _target_triple
+    from trio_codex.codex.command import _target_triple
 
     triple = _target_triple()
     if triple is None:
@@ -660,7 +660,7 @@ def test_catalog_from_debug_models_and_config(tmp_path: Path) -> None:
 )
 def test_output_schema_is_checked_before_codex_runs(schema: dict[str, object], ok: bool) -> None:
     """An invalid JSON Schema (or NaN/Infinity, which is not JSON) is a 400 naming the field."""
-    from trio_codex.structured import check_schema
+    from trio_codex.openai.formats import check_schema
 
     if ok:
         check_schema(schema, param="text.format.schema")

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_codex.conversation import (
+from trio_codex.errors import ConflictError, InvalidRequestError, NotFoundError, UpstreamError
+from trio_codex.openai.responses.ids import (
     ResponseIdCodec,
     ResponseIdError,
     ResponseRef,
@@ -29,8 +30,14 @@ from trio_codex.conversation import (
     resume_error,
     usage_since,
 )
-from trio_codex.errors import ConflictError, InvalidRequestError, NotFoundError, UpstreamError
-from trio_codex.events import (
+from trio_codex.openai.responses.request import (
+    echo_fields,
+    input_turns,
+    parse_responses_request,
+    plan_run,
+)
+from trio_codex.openai.responses.wire import ResponseBuilder, ResponseStream, failure_code
+from trio_codex.run.events import (
     ErrorEvent,
     MessageCompleted,
     ReasoningCompleted,
@@ -39,13 +46,6 @@ from trio_codex.events import (
     TurnCompleted,
     Usage,
 )
-from trio_codex.responses_request import (
-    echo_fields,
-    input_turns,
-    parse_responses_request,
-    plan_run,
-)
-from trio_codex.responses_wire import ResponseBuilder, ResponseStream, failure_code
 
 SECRET = b"s" * 32
 THREAD = "01a2143b-1fd9-76e0-9757-41798741afc5"

@@ -31,7 +31,7 @@ from conftest import (
 )
 from test_responses_spec import stream_events, stream_problems
 
-from trio_codex.conversation import ResponseIdCodec, key_binding
+from trio_codex.openai.responses.ids import ResponseIdCodec, key_binding
 
 pytestmark = [pytest.mark.slow, pytest.mark.realcodex]
 

@@ -361,8 +361,8 @@ async def test_non_stream_response_and_errors_validate(
 
 def test_a_completed_response_is_not_mutated_by_later_events() -> None:
     """Snapshots taken for earlier events do not change when the builder moves on."""
-    from trio_codex.events import MessageCompleted, TextDelta
-    from trio_codex.responses_wire import ResponseBuilder
+    from trio_codex.openai.responses.wire import ResponseBuilder
+    from trio_codex.run.events import MessageCompleted, TextDelta
 
     builder = ResponseBuilder({}, created_at=1)
     created = builder.start("resp_1")

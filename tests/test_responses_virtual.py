@@ -18,7 +18,7 @@ from quart_trio import QuartTrio
 from test_responses_spec import post_stream, stream_problems
 from trio.testing import MockClock
 
-from trio_codex.conversation import ThreadLocks
+from trio_codex.openai.responses.ids import ThreadLocks
 
 
 def body(prompt: str | list[Any] = "hi", **extra: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ matters (chunked uploads, a client that leaves mid-stream), and with the real Co
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 import os
@@ -44,10 +45,15 @@ from quart_trio import QuartTrio
 from trio.testing import MockClock
 
 from trio_codex import create_app
-from trio_codex.command import RunSpec, build_argv, server_config_overrides
-from trio_codex.events import MAX_PROMPT_CHARS, CodexEvent
-from trio_codex.localonly import LOCAL_ONLY_CODEX_ARGS, argv_config_overrides, resolve_provider
-from trio_codex.runner import ExecBackend, ExitInfo
+from trio_codex.codex.command import build_argv, server_config_overrides
+from trio_codex.codex.exec import ExecBackend
+from trio_codex.codex.localonly import (
+    LOCAL_ONLY_CODEX_ARGS,
+    argv_config_overrides,
+    resolve_provider,
+)
+from trio_codex.run.events import MAX_PROMPT_CHARS, CodexEvent
+from trio_codex.run.runner import ExitInfo, RunSpec
 from trio_codex.settings import SANDBOX_MODES, Settings, SettingsError
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -320,10 +326,11 @@ def test_server_argv_cannot_change_the_provider(tmp_path: Path, config: str) -> 
         for net in (False, True)
     ]
     specs += [RunSpec(prompt="x", resume_thread_id="t", persist=True, sandbox="workspace-write")]
-    specs += [RunSpec(prompt="x", extra_args=LOCAL_ONLY_CODEX_ARGS, images=(Path("i.png"),))]
+    specs += [RunSpec(prompt="x", images=(Path("i.png"),))]
     plain = resolve_provider(tmp_path, {})
-    for spec in specs:
-        overrides = argv_config_overrides(build_argv(Path("codex"), spec, workdir=tmp_path))
+    for spec, local_only in itertools.product(specs, (False, True)):
+        argv = build_argv(Path("codex"), spec, workdir=tmp_path, local_only=local_only)
+        overrides = argv_config_overrides(argv)
         keys = {key for key, _ in overrides if not key.startswith("features.")}
         assert keys <= SERVER_CONFIG_KEYS, spec
         assert resolve_provider(tmp_path, {}, overrides) == plain, spec

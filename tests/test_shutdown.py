@@ -39,7 +39,7 @@ from harness import (
     wait_gone,
 )
 
-from trio_codex.reaper import REAPER_MAIN, Reaper
+from trio_codex.codex.reaper import REAPER_MAIN, Reaper
 
 pytestmark = pytest.mark.slow
 

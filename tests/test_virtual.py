@@ -16,8 +16,7 @@ from conftest import ScriptedBackend, runner_of, running_app
 from harness import chat_body
 from trio.testing import MockClock
 
-from trio_codex.command import RunSpec
-from trio_codex.runner import ATTACH_TIMEOUT
+from trio_codex.run.runner import ATTACH_TIMEOUT, RunSpec
 
 
 def sse_events(body: bytes | str) -> list[Any]:

@@ -20,8 +20,12 @@ from quart.typing import ResponseReturnValue
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from . import chat
-from .command import child_environment
+from .codex.backends import make_backend
+from .codex.command import child_environment
+from .codex.exec import ExecBackend
+from .codex.localonly import LocalOnlyPolicy, provider_env_keys
+from .codex.models import ModelCatalog, discover_models
+from .codex.reaper import Reaper
 from .errors import (
     InvalidRequestError,
     MethodNotAllowedError,
@@ -29,19 +33,17 @@ from .errors import (
     PayloadTooLargeError,
     ServiceError,
 )
-from .events import Transcript
-from .guards import RateLimiter, check_api_key, key_fingerprint, presented_key
-from .localonly import LocalOnlyPolicy, provider_env_keys
-from .models import ModelCatalog, discover_models
-from .prompt import Prompt, chat_prompt
-from .reaper import Reaper
-from .responses import register_responses
-from .runner import Backend, CodexRunner, ExecBackend
-from .schemas import ChatCompletionRequest, parse_model
+from .http.body import RequestRecord, app_nursery, error_response, read_json_body
+from .http.guards import RateLimiter, check_api_key, key_fingerprint, presented_key
+from .http.responses import register_responses
+from .http.sse import stream_response
+from .openai import chat
+from .openai.prompt import Prompt, chat_prompt
+from .openai.schemas import ChatCompletionRequest, parse_model
+from .run.events import Transcript
+from .run.runner import Backend, CodexRunner
 from .service import Service
 from .settings import Settings
-from .sse import stream_response
-from .web import RequestRecord, app_nursery, error_response, read_json_body
 
 log = logging.getLogger("trio_codex")
 
@@ -66,14 +68,14 @@ def create_app(
     if backend is None:
         # The reaper kills Codex's groups if this process dies without cleaning up (SIGKILL).
         reaper = Reaper(settle=settings.kill_grace + 1.0)
-        backend = ExecBackend(
+        backend = make_backend(
             settings,
             environ=env,
             extra_env_names=tuple(sorted(provider_env_keys(settings.codex_home))),
             on_spawn=reaper.register,
             on_reap=reaper.unregister,
         )
-        app.extensions["trio_codex.reaper"] = reaper
+        app.extensions["trio_codex.codex.reaper"] = reaper
     runner = CodexRunner(
         backend,
         max_parallel=settings.max_parallel_requests,

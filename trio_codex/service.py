@@ -20,14 +20,14 @@ from typing import Any
 
 import trio
 
-from .command import RunSpec, server_config_overrides
+from .codex.command import server_config_overrides
+from .codex.localonly import LocalOnlyPolicy
+from .codex.models import ModelCatalog, ModelEntry
 from .errors import InvalidRequestError, LocalOnlyViolationError, PermissionDeniedError
-from .images import ImagePolicy, check_image_url, materialize_images
-from .localonly import LOCAL_ONLY_CODEX_ARGS, LocalOnlyPolicy
-from .models import ModelCatalog, ModelEntry
-from .prompt import Prompt, check_encodable, check_length
-from .runner import CodexRunner, RunHandle
-from .schemas import XCodex
+from .openai.prompt import Prompt, check_encodable, check_length
+from .openai.schemas import XCodex
+from .run.images import ImagePolicy, check_image_url, materialize_images
+from .run.runner import CodexRunner, RunHandle, RunSpec
 from .settings import SandboxMode, Settings
 
 log = logging.getLogger("trio_codex.service")
@@ -148,7 +148,6 @@ class Service:
         except BaseException:
             discard(scratch)
             raise
-        extra = LOCAL_ONLY_CODEX_ARGS if self.settings.local_only else ()
         spec = RunSpec(
             prompt=prompt.text,
             model=options.model.slug,
@@ -159,7 +158,6 @@ class Service:
             output_schema=schema_path,
             resume_thread_id=resume_thread_id,
             persist=persist,
-            extra_args=extra,
         )
         return spec, scratch
 

@@ -13,8 +13,8 @@ from typing import Any, Literal, TypeVar, get_args
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from .errors import InvalidRequestError
-from .settings import REASONING_EFFORTS, SandboxMode
+from ..errors import InvalidRequestError
+from ..settings import REASONING_EFFORTS, SandboxMode
 
 M = TypeVar("M", bound="BaseModel")
 

@@ -14,9 +14,9 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from .errors import InvalidRequestError, PayloadTooLargeError, ServiceError
-from .events import Transcript
-from .runner import RunHandle
+from ..errors import InvalidRequestError, PayloadTooLargeError, ServiceError
+from ..run.events import Transcript
+from ..run.runner import RunHandle
 
 log = logging.getLogger("trio_codex")
 

@@ -12,9 +12,9 @@ import dataclasses
 import json
 from collections.abc import Sequence
 
-from .errors import ContextLengthError, InvalidRequestError
-from .events import MAX_PROMPT_CHARS
-from .images import ImageRef
+from ..errors import ContextLengthError, InvalidRequestError
+from ..run.events import MAX_PROMPT_CHARS
+from ..run.images import ImageRef
 from .schemas import ChatMessage
 
 

@@ -58,7 +58,7 @@ from typing import Final
 import trio
 from trio_util import AsyncValue
 
-log = logging.getLogger("trio_codex.reaper")
+log = logging.getLogger("trio_codex.codex.reaper")
 
 #: The sidecar's program (stdlib only).
 REAPER_MAIN: Final = Path(__file__).with_name("_reaper_main.py")

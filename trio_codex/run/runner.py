@@ -24,39 +24,45 @@ deadlines and the event channel live here.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import shutil
-import signal
-from collections.abc import Awaitable, Callable, Mapping
-from contextlib import aclosing
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Final, Protocol, TypeVar
+from typing import Final, Protocol
 
 import trio
 from trio_util import AsyncValue
 
-from . import process
-from .command import RunSpec, build_command, resolve_codex_binary
-from .errors import ExecTimeoutError, QueueTimeoutError, ServiceError
-from .events import CodexEvent, parse_event
-from .process import read_lines
-from .settings import Settings
+from ..errors import ExecTimeoutError, QueueTimeoutError, ServiceError
+from ..settings import SandboxMode
+from .events import CodexEvent
 
-log = logging.getLogger("trio_codex.runner")
+log = logging.getLogger("trio_codex.run.runner")
 
 #: How long a started run waits for its consumer before giving up (see module docstring).
 ATTACH_TIMEOUT: Final = 10.0
-#: After stdout closes (or the leader exits), how long to wait for the rest before killing.
-EXIT_DRAIN: Final = 0.5
-#: Bytes of stderr kept per run (the rest is read and dropped).
-STDERR_CAP: Final = 64 * 1024
 #: Events buffered between a run and its consumer.
 CHANNEL_SIZE: Final = 256
 
 Emit = Callable[[CodexEvent], Awaitable[None]]
-T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunSpec:
+    """What one request asks Codex to do, after validation."""
+
+    prompt: str
+    model: str | None = None
+    reasoning_effort: str | None = None
+    sandbox: SandboxMode = "read-only"
+    network_access: bool = False
+    images: tuple[Path, ...] = ()
+    output_schema: Path | None = None
+    #: Continue this Codex thread (``codex exec resume``) instead of starting one.
+    resume_thread_id: str | None = None
+    #: Keep the thread on disk so a later request can resume it.
+    persist: bool = False
 
 
 @dataclasses.dataclass
@@ -296,105 +302,3 @@ def _only_cancellation(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(_only_cancellation(e) for e in exc.exceptions)
     return False
-
-
-class ExecBackend:
-    """Runs ``codex exec --json`` in its own process group; the group is dead when ``run`` ends.
-
-    ``on_spawn(pgid)`` is called as soon as the group exists, before Codex gets its prompt;
-    ``on_reap(pgid)`` once the group is dead, on every path out of ``run`` (cancellation and
-    errors included). The reaper (``reaper.py``) uses them.
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        environ: Mapping[str, str] | None = None,
-        extra_env_names: tuple[str, ...] = (),
-        on_spawn: Callable[[int], None] | None = None,
-        on_reap: Callable[[int], None] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.binary, self.binary_env = resolve_codex_binary(settings.codex_path)
-        self.environ = environ
-        self.extra_env_names = extra_env_names
-        self.on_spawn = on_spawn
-        self.on_reap = on_reap
-
-    async def run(self, spec: RunSpec, emit: Emit) -> ExitInfo:
-        cmd = build_command(
-            self.settings,
-            spec,
-            binary=self.binary,
-            binary_env=self.binary_env,
-            environ=self.environ,
-            extra_env_names=self.extra_env_names,
-        )
-        stderr = bytearray()
-        info = ExitInfo()
-        exited = trio.Event()
-        stderr_closed = trio.Event()
-        spawned: int | None = None
-        try:
-            async with process.open_process_group(
-                cmd.argv, env=cmd.env, cwd=cmd.cwd, grace=self.settings.kill_grace
-            ) as proc:
-                # Announced before stdin is written: a Codex that has read its prompt is known.
-                spawned = proc.pid
-                if self.on_spawn is not None:
-                    self.on_spawn(proc.pid)
-                try:
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(_feed_stdin, proc, cmd.stdin)
-                        nursery.start_soon(_drain_stderr, proc, stderr, stderr_closed)
-                        nursery.start_soon(_watch_exit, proc, exited)
-                        async with aclosing(read_lines(_pipe(proc.stdout))) as lines:
-                            async for line in lines:
-                                if line.strip():
-                                    await emit(parse_event(line))
-                        # stdout is closed: Codex is done or dying. Give it a moment, then the
-                        # group is killed on the way out either way.
-                        with trio.move_on_after(EXIT_DRAIN):
-                            await exited.wait()
-                            await stderr_closed.wait()
-                        nursery.cancel_scope.cancel()
-                finally:
-                    info.exit_code = proc.returncode if proc.returncode is not None else proc.poll()
-                    info.stderr = stderr.decode("utf-8", "replace")
-        finally:
-            # The group is dead here whatever happened (cancellation included).
-            if spawned is not None and self.on_reap is not None:
-                self.on_reap(spawned)
-        info.exit_code = proc.returncode
-        return info
-
-
-def _pipe(stream: T | None) -> T:
-    if stream is None:  # pragma: no cover - open_process_group always pipes all three
-        raise RuntimeError("the Codex process has no pipe")
-    return stream
-
-
-async def _feed_stdin(proc: trio.Process, data: bytes) -> None:
-    stdin = _pipe(proc.stdin)
-    # Codex may stop reading early (it failed at startup): its output says why.
-    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-        if data:
-            await stdin.send_all(data)
-        await stdin.aclose()
-
-
-async def _drain_stderr(proc: trio.Process, sink: bytearray, closed: trio.Event) -> None:
-    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-        await process.drain_capped(_pipe(proc.stderr), sink, STDERR_CAP)
-    closed.set()
-
-
-async def _watch_exit(proc: trio.Process, exited: trio.Event) -> None:
-    """When the leader exits, wait briefly, then kill what is left of its group, so that a
-    descendant holding stdout open cannot keep the run alive."""
-    await proc.wait()
-    exited.set()
-    await trio.sleep(EXIT_DRAIN)
-    process.killpg_quiet(proc.pid, signal.SIGKILL)

@@ -21,9 +21,9 @@ from typing import Any, Final
 
 import trio
 
-from .errors import NotFoundError
+from ..errors import NotFoundError
 
-log = logging.getLogger("trio_codex.models")
+log = logging.getLogger("trio_codex.codex.models")
 
 #: Efforts offered for a model Codex has no metadata for (a custom provider's model).
 DEFAULT_EFFORTS: Final = ("low", "medium", "high")

@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonschema
 
-from .errors import InvalidRequestError
+from ..errors import InvalidRequestError
 
 
 def check_schema(schema: Mapping[str, Any], *, param: str) -> None:

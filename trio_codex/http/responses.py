@@ -32,8 +32,9 @@ from quart import g, request
 from quart.typing import ResponseReturnValue
 from quart_trio import QuartTrio
 
-from .chat import now, run_error
-from .conversation import (
+from ..errors import ServiceError
+from ..openai.chat import now, run_error
+from ..openai.responses.ids import (
     ResponseIdCodec,
     ResponseIdError,
     ResponseRef,
@@ -46,17 +47,16 @@ from .conversation import (
     resume_error,
     usage_since,
 )
-from .errors import ServiceError
-from .events import CodexEvent, Transcript, Usage
+from ..openai.responses.request import echo_fields, parse_responses_request, plan_run
+from ..openai.responses.wire import Event, ResponseBuilder, ResponseStream
+from ..run.events import CodexEvent, Transcript, Usage
+from ..run.runner import RunHandle
+from ..service import Service
+from .body import RequestRecord, app_nursery, read_json_body
 from .guards import check_api_key, presented_key
-from .responses_request import echo_fields, parse_responses_request, plan_run
-from .responses_wire import Event, ResponseBuilder, ResponseStream
-from .runner import RunHandle
-from .service import Service
 from .sse import KEEPALIVE, EndOfRun, event_frame, next_event, stream_response
-from .web import RequestRecord, app_nursery, read_json_body
 
-log = logging.getLogger("trio_codex.responses")
+log = logging.getLogger("trio_codex.http.responses")
 
 
 def frames(events: list[Event]) -> bytes:

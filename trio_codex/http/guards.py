@@ -10,7 +10,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 
-from .errors import AuthenticationError, RateLimitError
+from ..errors import AuthenticationError, RateLimitError
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:

@@ -20,8 +20,8 @@ import trio
 from quart import Response
 from quart.wrappers.response import ResponseBody
 
-from .events import CodexEvent
-from .runner import RunHandle
+from ..run.events import CodexEvent
+from ..run.runner import RunHandle
 
 KEEPALIVE: Final = b": keep-alive\n\n"
 SSE_HEADERS: Final = {

@@ -23,12 +23,12 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
-from .chat import json_object_instruction
-from .errors import InvalidRequestError
-from .images import ImageRef
-from .prompt import Prompt, Turn, check_encodable, check_length, render
-from .schemas import ReasoningEffort, XCodex, parse_model
-from .structured import check_schema
+from ...errors import InvalidRequestError
+from ...run.images import ImageRef
+from ..chat import json_object_instruction
+from ..formats import check_schema
+from ..prompt import Prompt, Turn, check_encodable, check_length, render
+from ..schemas import ReasoningEffort, XCodex, parse_model
 
 MESSAGE_ROLES: Final = frozenset({"user", "assistant", "system", "developer"})
 MAX_METADATA_KEYS: Final = 16

@@ -15,11 +15,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from .errors import InvalidRequestError, ServiceError, UpstreamError
-from .events import CodexEvent, MessageCompleted, TextDelta, Transcript, TurnCompleted
-from .runner import RunHandle
-from .sse import DONE, KEEPALIVE, EndOfRun, data_frame, next_event
-from .structured import check_schema
+from ..errors import InvalidRequestError, ServiceError, UpstreamError
+from ..http.sse import DONE, KEEPALIVE, EndOfRun, data_frame, next_event
+from ..run.events import CodexEvent, MessageCompleted, TextDelta, Transcript, TurnCompleted
+from ..run.runner import RunHandle
+from .formats import check_schema
 
 
 def new_completion_id() -> str:

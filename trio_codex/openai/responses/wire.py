@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from .events import CodexEvent, MessageCompleted, ReasoningCompleted, TextDelta, ThreadStarted
+from ...run.events import CodexEvent, MessageCompleted, ReasoningCompleted, TextDelta, ThreadStarted
 
 Event = dict[str, Any]
 

@@ -47,8 +47,9 @@ from base64 import urlsafe_b64decode, urlsafe_b64encode
 from pathlib import Path
 from typing import Final
 
-from .errors import ConflictError, NotFoundError, ServiceError
-from .events import Usage, parse_usage
+from ...codex.exec import parse_usage
+from ...errors import ConflictError, NotFoundError, ServiceError
+from ...run.events import Usage
 
 PREFIX: Final = "resp_"
 _VERSION: Final = 1

@@ -12,7 +12,6 @@ token-streaming backend (``codex app-server``) produces, so the HTTP layer handl
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from typing import Any, Final
 
@@ -147,56 +146,6 @@ def _int(value: object) -> int:
 
 def _str(value: object) -> str:
     return value if isinstance(value, str) else ""
-
-
-def parse_usage(data: object) -> Usage:
-    """``turn.completed.usage`` to ``Usage``; missing or malformed counts read as 0."""
-    if not isinstance(data, dict):
-        return Usage()
-    return Usage(
-        input_tokens=_int(data.get("input_tokens")),
-        cached_input_tokens=_int(data.get("cached_input_tokens")),
-        output_tokens=_int(data.get("output_tokens")),
-        reasoning_output_tokens=_int(data.get("reasoning_output_tokens")),
-        cache_write_input_tokens=_int(data.get("cache_write_input_tokens")),
-    )
-
-
-def parse_event(line: bytes | str) -> CodexEvent:
-    """Parse one line of ``codex exec --json`` output. Never raises."""
-    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):
-        return UnknownEvent(text)
-    if not isinstance(data, dict):
-        return UnknownEvent(text)
-    kind = data.get("type")
-    if kind == "thread.started":
-        return ThreadStarted(_str(data.get("thread_id")))
-    if kind == "turn.started":
-        return TurnStarted()
-    if kind == "turn.completed":
-        return TurnCompleted(parse_usage(data.get("usage")))
-    if kind == "turn.failed":
-        error = data.get("error")
-        message = _str(error.get("message")) if isinstance(error, dict) else ""
-        return TurnFailed(message or "Codex reported a failed turn without a message")
-    if kind == "error":
-        return ErrorEvent(_str(data.get("message")))
-    if isinstance(kind, str) and kind.startswith("item."):
-        item = data.get("item")
-        if not isinstance(item, dict):
-            return UnknownEvent(text)
-        phase = kind.removeprefix("item.")
-        item_type = _str(item.get("type"))
-        item_id = _str(item.get("id"))
-        if phase == "completed" and item_type == "agent_message":
-            return MessageCompleted(item_id, _str(item.get("text")))
-        if phase == "completed" and item_type == "reasoning":
-            return ReasoningCompleted(item_id, _str(item.get("text")))
-        return ItemEvent(phase, item_type, item)
-    return UnknownEvent(text)
 
 
 def _is_retry_notice(message: str) -> bool:

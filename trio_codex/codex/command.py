@@ -20,8 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
+from ..run.runner import RunSpec
+from ..settings import Settings
 from .localonly import LOCAL_ONLY_CODEX_ARGS, argv_config_overrides
-from .settings import SandboxMode, Settings
 
 #: Flags that make every run faster and quieter without changing what the user gets: no plugin
 #: sync (a ``git ls-remote`` to GitHub), no analytics upload (can delay exit by 10 s on a
@@ -77,25 +78,6 @@ BASE_ENV_ALLOWLIST: Final[frozenset[str]] = frozenset(
         "RUST_LOG",
     }
 )
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class RunSpec:
-    """What one request asks Codex to do, after validation."""
-
-    prompt: str
-    model: str | None = None
-    reasoning_effort: str | None = None
-    sandbox: SandboxMode = "read-only"
-    network_access: bool = False
-    images: tuple[Path, ...] = ()
-    output_schema: Path | None = None
-    #: Continue this Codex thread (``codex exec resume``) instead of starting one.
-    resume_thread_id: str | None = None
-    #: Keep the thread on disk so a later request can resume it.
-    persist: bool = False
-    #: Extra argv from server policy (e.g. local-only switches); never from a request.
-    extra_args: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,8 +154,11 @@ def child_environment(
     return env
 
 
-def build_argv(binary: Path, spec: RunSpec, *, workdir: Path) -> tuple[str, ...]:
-    """``codex exec`` argv for ``spec``; the final ``-`` makes Codex read the prompt from stdin."""
+def build_argv(
+    binary: Path, spec: RunSpec, *, workdir: Path, local_only: bool = False
+) -> tuple[str, ...]:
+    """``codex exec`` argv for ``spec``; the final ``-`` makes Codex read the prompt from stdin.
+    ``local_only`` adds ``LOCAL_ONLY_CODEX_ARGS`` (server policy, never a request's)."""
     argv: list[str] = [os.fspath(binary), "exec"]
     if spec.resume_thread_id is not None:
         # `exec resume` has no -s/-C/--color: the sandbox goes through -c, cwd through the process.
@@ -195,7 +180,8 @@ def build_argv(binary: Path, spec: RunSpec, *, workdir: Path) -> tuple[str, ...]
         argv += ["--output-schema", os.fspath(spec.output_schema)]
     # `--image=PATH` form: `-i` takes several values and would swallow the `-` that follows.
     argv += [f"--image={os.fspath(p)}" for p in spec.images]
-    argv += spec.extra_args
+    if local_only:
+        argv += LOCAL_ONLY_CODEX_ARGS
     if spec.resume_thread_id is not None:
         argv += ["--", spec.resume_thread_id, "-"]
     else:
@@ -220,7 +206,7 @@ def build_command(
         extra=binary_env,
     )
     return CodexCommand(
-        argv=build_argv(binary, spec, workdir=settings.workdir),
+        argv=build_argv(binary, spec, workdir=settings.workdir, local_only=settings.local_only),
         env=env,
         cwd=settings.workdir,
         stdin=spec.prompt.encode("utf-8"),
