@@ -35,6 +35,7 @@ from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
 from trio_codex import create_app
+from trio_codex.api import components
 from trio_codex.codex.models import ModelCatalog
 from trio_codex.run.events import (
     CodexEvent,
@@ -180,8 +181,7 @@ async def running_app(
 
 
 def service_of(app: QuartTrio) -> Service:
-    service: Service = app.extensions["trio_codex"]
-    return service
+    return components(app).service
 
 
 def runner_of(app: QuartTrio) -> CodexRunner:

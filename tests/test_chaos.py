@@ -49,6 +49,7 @@ from harness import (
 from trio_util import AsyncValue
 
 from trio_codex import create_app
+from trio_codex.api import components
 from trio_codex.run.runner import CodexRunner, RunSpec
 
 SEED = int(os.environ.get("TRIO_CODEX_CHAOS_SEED", "20261125"))
@@ -274,7 +275,7 @@ async def test_chaos(
     app = create_app(settings, catalog=TEST_CATALOG, environ=environ)
     url = await start_server(app)
     host, port = url.removeprefix("http://").rsplit(":", 1)
-    runner = app.extensions["trio_codex"].runner
+    runner = components(app).runner
     workdir = settings.workdir
     rng = random.Random(SEED)
     plans = [make_plan(rng, i) for i in range(REQUESTS)]

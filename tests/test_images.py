@@ -22,10 +22,10 @@ import pytest
 import trio
 
 from trio_codex.errors import InvalidRequestError
+from trio_codex.openai.prompt import ImagePart
 from trio_codex.run import images
 from trio_codex.run.images import (
     ImagePolicy,
-    ImageRef,
     check_image_url,
     materialize_images,
     sniff_image_type,
@@ -57,8 +57,8 @@ def data_url(payload: bytes, media_type: str = "image/png") -> str:
     return f"data:{media_type};base64,{base64.b64encode(payload).decode()}"
 
 
-def ref(url: str) -> ImageRef:
-    return ImageRef(url=url, param=PARAM)
+def ref(url: str) -> ImagePart:
+    return ImagePart(url=url, param=PARAM)
 
 
 def loopback_only(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

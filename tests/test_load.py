@@ -41,6 +41,7 @@ from harness import (
 )
 
 from trio_codex import create_app
+from trio_codex.api import components
 from trio_codex.codex.exec import ExecBackend
 
 pytestmark = pytest.mark.slow
@@ -127,7 +128,7 @@ async def test_200_clients_against_4_slots(
     app = create_app(settings, backend=backend, catalog=TEST_CATALOG)
     url = await start_server(app)
     host, port = url.removeprefix("http://").rsplit(":", 1)
-    runner = app.extensions["trio_codex"].runner
+    runner = components(app).runner
     outcomes: list[Outcome] = []
 
     async def client(index: int) -> None:
@@ -181,7 +182,7 @@ async def test_memory_per_queued_request(
     app = create_app(settings, catalog=TEST_CATALOG, environ=environ)
     url = await start_server(app)
     host, port = url.removeprefix("http://").rsplit(":", 1)
-    runner = app.extensions["trio_codex"].runner
+    runner = components(app).runner
     gates = [make_fifo(tmp_path, f"gate-{n}") for n in range(SLOTS)]
     notes = [make_fifo(tmp_path, f"notify-{n}") for n in range(SLOTS)]
 

@@ -17,6 +17,7 @@ from conftest import TEST_CATALOG, ServerFactory, make_fifo, make_settings, read
 from harness import alive, chat_body, wait_gone
 
 from trio_codex import create_app
+from trio_codex.api import components
 from trio_codex.codex.exec import EXIT_DRAIN, ExecBackend
 from trio_codex.run.events import CodexEvent, Transcript
 from trio_codex.run.runner import CodexRunner, RunSpec
@@ -247,7 +248,7 @@ async def test_client_disconnect_kills_group_over_http(
             stream=stream,
         )
         await assert_all_dead(pids)
-        service = app.extensions["trio_codex"]
+        service = components(app).service
         await service.runner.running.wait_value(0)
     assert service.runner.limiter.borrowed_tokens == 0
 
@@ -284,7 +285,7 @@ async def test_disconnect_while_queued_frees_the_waiter(
     """A queued client that leaves is not left waiting on the limiter."""
     app = http_app(tmp_path, fake_codex, max_parallel_requests=1, queue_timeout=30.0)
     url = await start_server(app)
-    runner = app.extensions["trio_codex"].runner
+    runner = components(app).runner
     limiter = runner.limiter
     fifo = make_fifo(tmp_path)
     with trio.fail_after(15):

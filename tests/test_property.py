@@ -21,6 +21,7 @@ from conftest import TEST_CATALOG, make_settings
 from hypothesis import HealthCheck, event, given, settings
 
 from trio_codex import create_app
+from trio_codex.api import components
 from trio_codex.codex.command import build_command
 from trio_codex.http.body import _json_depth_ok
 from trio_codex.run.events import (
@@ -32,7 +33,6 @@ from trio_codex.run.events import (
     Usage,
 )
 from trio_codex.run.runner import ExitInfo, RunSpec
-from trio_codex.service import Service
 from trio_codex.settings import REASONING_EFFORTS, SANDBOX_MODES, Settings
 
 EXAMPLES = settings(
@@ -81,7 +81,7 @@ async def answer(tmp_path: Path, raw: bytes) -> tuple[int, str, bytes, int]:
     app_settings = make_settings(tmp_path, max_image_bytes=1024, timeout=10.0)
     backend = CommandBackend(app_settings)
     app = create_app(app_settings, backend=backend, catalog=TEST_CATALOG, environ={})
-    service: Service = app.extensions["trio_codex"]
+    service = components(app).service
     service.scratch_root = root
     async with app.test_app():
         with trio.fail_after(10):

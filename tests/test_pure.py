@@ -18,7 +18,9 @@ from trio_codex.codex.command import (
 from trio_codex.codex.exec import parse_event
 from trio_codex.codex.models import build_catalog, configured_model
 from trio_codex.http.guards import RateLimiter, check_api_key, presented_key
+from trio_codex.openai.chat import chat_usage
 from trio_codex.openai.prompt import chat_prompt, check_length
+from trio_codex.openai.responses.wire import responses_usage
 from trio_codex.openai.schemas import ChatCompletionRequest, ChatMessage, parse_model
 from trio_codex.run.events import (
     ErrorEvent,
@@ -302,14 +304,14 @@ def test_transcript_of_recorded_run() -> None:
     assert transcript.reasoning == ["**Planning** I will say hi."]
     assert transcript.failure(0) is None
     assert transcript.usage is not None
-    assert transcript.usage.to_chat() == {
+    assert chat_usage(transcript.usage) == {
         "prompt_tokens": 5264,
         "completion_tokens": 6,
         "total_tokens": 5270,
         "prompt_tokens_details": {"cached_tokens": 100},
         "completion_tokens_details": {"reasoning_tokens": 7},
     }
-    assert transcript.usage.to_responses()["output_tokens_details"] == {"reasoning_tokens": 7}
+    assert responses_usage(transcript.usage)["output_tokens_details"] == {"reasoning_tokens": 7}
     assert len(transcript.warnings) == 1
 
 

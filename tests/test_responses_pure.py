@@ -16,19 +16,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from trio_codex.codex.rollout import find_rollout, last_totals, read_thread_totals
 from trio_codex.errors import ConflictError, InvalidRequestError, NotFoundError, UpstreamError
 from trio_codex.openai.responses.ids import (
     ResponseIdCodec,
     ResponseIdError,
     ResponseRef,
-    RunLease,
-    ThreadLocks,
-    find_rollout,
     key_binding,
-    last_totals,
-    read_thread_totals,
     resume_error,
-    usage_since,
 )
 from trio_codex.openai.responses.request import (
     echo_fields,
@@ -36,7 +31,12 @@ from trio_codex.openai.responses.request import (
     parse_responses_request,
     plan_run,
 )
-from trio_codex.openai.responses.wire import ResponseBuilder, ResponseStream, failure_code
+from trio_codex.openai.responses.wire import (
+    ResponseBuilder,
+    ResponseStream,
+    failure_code,
+    responses_usage,
+)
 from trio_codex.run.events import (
     ErrorEvent,
     MessageCompleted,
@@ -46,6 +46,7 @@ from trio_codex.run.events import (
     TurnCompleted,
     Usage,
 )
+from trio_codex.run.threads import RunLease, ThreadLocks
 
 SECRET = b"s" * 32
 THREAD = "01a2143b-1fd9-76e0-9757-41798741afc5"
@@ -132,8 +133,8 @@ def test_ids_of_one_thread_differ() -> None:
 
 def test_usage_since_subtracts_and_clamps() -> None:
     """Per-request usage is total minus baseline per count, never below zero."""
-    assert usage_since(Usage(300, 5, 30, 2, 7), Usage(100, 5, 10, 0, 3)) == Usage(200, 0, 20, 2, 4)
-    assert usage_since(Usage(5, 0, 1, 0), Usage(10, 3, 2, 1)) == Usage(0, 0, 0, 0)
+    assert Usage(300, 5, 30, 2, 7).since(Usage(100, 5, 10, 0, 3)) == Usage(200, 0, 20, 2, 4)
+    assert Usage(5, 0, 1, 0).since(Usage(10, 3, 2, 1)) == Usage(0, 0, 0, 0)
 
 
 # --------------------------------------------------------------------------- locks and errors
@@ -267,7 +268,7 @@ def test_builder_maps_deltas_to_the_open_message() -> None:
     events += b.feed(TextDelta("item_1", "Hel"))
     events += b.feed(TextDelta("item_1", "lo"))
     events += b.feed(MessageCompleted("item_1", "Hello!"))
-    events += b.complete(Usage(1, 0, 2, 0).to_responses())
+    events += b.complete(responses_usage(Usage(1, 0, 2, 0)))
     assert _types(events) == [
         "created",
         "in_progress",
@@ -416,8 +417,8 @@ def test_a_lone_string_input_is_the_prompt() -> None:
     """input as a string, without instructions, reaches Codex unchanged."""
     plan = plan_run(_req(input="What is 2+2?"))
     assert plan.prompt.text == "What is 2+2?"
-    assert plan.output_schema is None
-    assert not plan.final_only
+    assert plan.output.schema is None
+    assert not plan.output.final_only
 
 
 def test_messages_and_instructions_keep_roles_and_order() -> None:
@@ -540,13 +541,13 @@ def test_text_formats_set_schema_and_answer_mode() -> None:
     """json_schema passes the schema to --output-schema; json_object asks for JSON in the prompt."""
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
     plan = plan_run(_req(text={"format": {"type": "json_schema", "name": "A", "schema": schema}}))
-    assert plan.output_schema == schema
-    assert plan.final_only
+    assert plan.output.schema == schema
+    assert plan.output.final_only
     obj = plan_run(_req(text={"format": {"type": "json_object"}}))
-    assert obj.output_schema is None
-    assert obj.final_only
+    assert obj.output.schema is None
+    assert obj.output.final_only
     assert "JSON object" in obj.prompt.text
-    assert not plan_run(_req(text={"format": {"type": "text"}})).final_only
+    assert not plan_run(_req(text={"format": {"type": "text"}})).output.final_only
 
 
 def test_echo_fields_repeat_the_request_with_spec_defaults() -> None:

@@ -18,7 +18,8 @@ from quart_trio import QuartTrio
 from test_responses_spec import post_stream, stream_problems
 from trio.testing import MockClock
 
-from trio_codex.openai.responses.ids import ThreadLocks
+from trio_codex.api import components
+from trio_codex.run.threads import ThreadLocks
 
 
 def body(prompt: str | list[Any] = "hi", **extra: Any) -> dict[str, Any]:
@@ -307,7 +308,7 @@ async def test_concurrent_continuations_of_one_thread_get_409(
             busy_stream = await create(app, body(previous_response_id=rid, stream=True))
             other = await create(app, body())  # a new conversation is not affected
         after = await create(app, body(previous_response_id=rid))
-        locks: ThreadLocks = app.extensions["trio_codex.thread_locks"]
+        locks: ThreadLocks = components(app).locks
         assert not locks.busy("T7")
     for r in (busy, busy_stream):
         assert r.status_code == 409
@@ -386,7 +387,7 @@ async def test_a_cancelled_continuation_frees_its_thread(
         with trio.fail_after(5):
             await runner_of(app).running.wait_value(0)
             await trio.testing.wait_all_tasks_blocked()  # the lease watcher has run
-        assert not app.extensions["trio_codex.thread_locks"].busy("T5")
+        assert not components(app).locks.busy("T5")
         after = await create(app, body(previous_response_id=rid))
     assert after.status_code == 200
     assert backend.runs[1].cancelled

@@ -52,7 +52,8 @@ from trio_codex.codex.localonly import (
     argv_config_overrides,
     resolve_provider,
 )
-from trio_codex.run.events import MAX_PROMPT_CHARS, CodexEvent
+from trio_codex.openai.prompt import MAX_PROMPT_CHARS
+from trio_codex.run.events import CodexEvent
 from trio_codex.run.runner import ExitInfo, RunSpec
 from trio_codex.settings import SANDBOX_MODES, Settings, SettingsError
 
@@ -911,7 +912,7 @@ async def test_prompt_limit_is_inclusive_and_counts_added_text(
         status, _ = await post(app, chat_body(exact))
         assert status == 200
         status, body = await post(app, chat_body(exact, response_format={"type": "json_object"}))
-        assert_error(status, body, 400, "context_length_exceeded", None)
+        assert_error(status, body, 400, "context_length_exceeded", "messages")
     assert [len(r.spec.prompt) for r in backend.runs] == [MAX_PROMPT_CHARS]
 
 

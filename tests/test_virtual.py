@@ -147,15 +147,17 @@ async def test_exec_timeout_returns_504_at_deadline(
 async def test_exec_timeout_in_stream_is_an_error_frame(
     autojump_clock: MockClock, tmp_path: Path, backend: ScriptedBackend
 ) -> None:
-    """Once streaming, a timeout ends the stream with a data: {"error"} frame and no [DONE]."""
+    """Once streaming, a timeout ends the stream with a data: {"error"} frame, then [DONE] so
+    that a client reading until [DONE] stops (the SDKs raise on the error frame)."""
     async with running_app(tmp_path, backend, timeout=10.0, keepalive_interval=100.0) as app:
         response = await app.test_client().post(
             "/v1/chat/completions", json=chat_body("[[run:sleep=30]]", stream=True)
         )
         assert response.status_code == 200
         events = sse_events(await response.get_data())
-        assert events[-1]["error"]["code"] == "timeout"
-        assert "[DONE]" not in events
+        assert events[-2]["error"]["code"] == "timeout"
+        assert events[-1] == "[DONE]"
+        assert events.count("[DONE]") == 1
 
 
 async def test_exec_deadline_counts_from_slot_grant(

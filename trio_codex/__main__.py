@@ -23,7 +23,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
-from .api import create_app
+from .api import components, create_app
 from .settings import Settings, SettingsError
 
 log = logging.getLogger("trio_codex")
@@ -92,7 +92,7 @@ async def _serve(app: QuartTrio, config: Config, *, kill_grace: float) -> None:
         if not served.is_set():
             # Hypercorn has cancelled the requests; what is left is stuck writing to a client
             # that does not read. Stop every run (their groups die within kill_grace).
-            runner = app.extensions["trio_codex"].runner
+            runner = components(app).runner
             runner.cancel_all()
             with trio.move_on_after(kill_grace + HARD_STOP_SLACK):
                 await served.wait()

@@ -1,13 +1,15 @@
 """The steps every API shares between a validated request and a running Codex.
 
 ``Service`` resolves the model and the effective Codex options (sandbox double switch,
-local-only), writes the request's files (images, output schema) into a private scratch
-directory that the run owns and removes in every outcome, and starts the run. The HTTP routes
+local-only), checks the prompt once, writes the request's files (images, output schema) into a
+private scratch directory that the run owns (its removal is one of the run's resources, released
+in every outcome), and starts the run. The HTTP routes
 for each API (chat completions, responses) only translate wire formats around it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -122,33 +124,29 @@ class Service:
         self,
         prompt: Prompt,
         options: RunOptions,
+        resources: contextlib.AsyncExitStack,
         *,
+        param: str | None,
         output_schema: Mapping[str, Any] | None = None,
         resume_thread_id: str | None = None,
         persist: bool = False,
-    ) -> tuple[RunSpec, Path]:
-        """Write the request's files into a new private scratch directory; return the spec.
-
-        The caller hands the directory to ``start`` (which removes it when the run ends) or,
-        if it does not get that far, removes it itself (``discard``).
-        """
-        # Again here, for every API: callers may have added text after their own check.
-        check_length(prompt.text, param=None)
-        check_encodable(prompt.text, param=None)
+    ) -> RunSpec:
+        """Check the prompt (once, for every API: ``param`` names the field in a refusal),
+        write the request's files into a new private scratch directory whose removal is pushed
+        onto ``resources``, and return the spec. The caller hands ``resources`` to ``start``."""
+        check_length(prompt.text, param=param)
+        check_encodable(prompt.text, param=param)
         self.check_images(prompt)
         scratch = Path(tempfile.mkdtemp(prefix="trio-codex-req-", dir=self.scratch_root))
-        try:
-            images = await materialize_images(prompt.images, scratch, self.image_policy)
-            schema_path: Path | None = None
-            if output_schema is not None:
-                schema_path = scratch / "output-schema.json"
-                fd = os.open(schema_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(output_schema, f)
-        except BaseException:
-            discard(scratch)
-            raise
-        spec = RunSpec(
+        resources.callback(_remove, scratch)
+        images = await materialize_images(prompt.images, scratch, self.image_policy)
+        schema_path: Path | None = None
+        if output_schema is not None:
+            schema_path = scratch / "output-schema.json"
+            fd = os.open(schema_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(output_schema, f)
+        return RunSpec(
             prompt=prompt.text,
             model=options.model.slug,
             reasoning_effort=options.reasoning_effort,
@@ -159,17 +157,15 @@ class Service:
             resume_thread_id=resume_thread_id,
             persist=persist,
         )
-        return spec, scratch
 
-    async def start(self, nursery: trio.Nursery, spec: RunSpec, scratch: Path) -> RunHandle:
-        """Queue for a slot (503 on timeout) and start the run; the run owns ``scratch``
-        (removed when the run ends, or here if it never starts)."""
-        try:
-            return await self.runner.start(nursery, spec, scratch=scratch)
-        except BaseException:
-            discard(scratch)
-            raise
+    async def start(
+        self, nursery: trio.Nursery, spec: RunSpec, resources: contextlib.AsyncExitStack
+    ) -> RunHandle:
+        """Queue for a slot (503 on timeout) and start the run; the run owns ``resources``
+        (released when it ends, or at once if it never gets a slot)."""
+        return await self.runner.start(nursery, spec, resources=resources.pop_all())
 
 
-def discard(scratch: Path) -> None:
+def _remove(scratch: Path) -> None:
+    """Remove a scratch directory (a handful of files: the image count is capped)."""
     shutil.rmtree(scratch, ignore_errors=True)

@@ -1,109 +1,22 @@
-"""HTTP plumbing shared by every API route: the request record and its log line, error
-responses, and reading a JSON body with a byte limit that holds for chunked uploads too."""
+"""Reading a request body, and writing an error response.
+
+``read_json_body`` reads a JSON object with a byte limit that holds for chunked uploads too
+(413 as soon as the bytes received pass it) and a nesting limit checked before parsing (400);
+``error_response`` writes an OpenAI error envelope with its status and headers."""
 
 from __future__ import annotations
 
 import array
-import dataclasses
 import itertools
 import json
-import logging
 import re
 
-import trio
 from quart import Response, request
-from quart_trio import QuartTrio
 
 from ..errors import InvalidRequestError, PayloadTooLargeError, ServiceError
-from ..run.events import Transcript
-from ..run.runner import RunHandle
-
-log = logging.getLogger("trio_codex")
 
 #: Nesting deeper than this is refused before ``json.loads`` could hit the recursion limit.
 MAX_JSON_DEPTH = 64
-
-
-def app_nursery(app: QuartTrio) -> trio.Nursery:
-    """The lifespan nursery quart-trio opens while the app is serving (runs live there)."""
-    return app.nursery
-
-
-@dataclasses.dataclass
-class RequestRecord:
-    """What the per-request log line reports."""
-
-    request_id: str
-    method: str
-    path: str
-    started: float
-    model: str | None = None
-    status: int | None = None
-    code: str | None = None
-    stream: bool = False
-    queue_wait: float | None = None
-    run_time: float | None = None
-    exit_code: int | None = None
-    tokens: int | None = None
-    logged: bool = False
-    #: The line waits for a detached run to exit (see ``emit_when_run_ends``).
-    deferred: bool = False
-
-    def from_run(self, handle: RunHandle, transcript: Transcript | None) -> None:
-        self.queue_wait = handle.queue_wait
-        if handle.started:
-            # A detached run may still be exiting: report how long it had run so far.
-            done = handle.done.is_set()
-            self.run_time = handle.run_time if done else trio.current_time() - handle.began
-        else:
-            self.run_time = None
-        self.exit_code = handle.exit.exit_code
-        if transcript is not None and transcript.usage is not None:
-            self.tokens = transcript.usage.total_tokens
-
-    def defer_until_run_ends(
-        self, handle: RunHandle, transcript: Transcript | None, nursery: trio.Nursery
-    ) -> bool:
-        """Record the run. If it was detached while Codex is still exiting, log the line once
-        it has ended (so the line has Codex's exit code) and return True."""
-        self.from_run(handle, transcript)
-        if not handle.detached or handle.done.is_set():
-            return False
-        self.deferred = True
-
-        async def emit_later() -> None:
-            await handle.done.wait()
-            self.from_run(handle, transcript)
-            self.emit()
-
-        nursery.start_soon(emit_later)
-        return True
-
-    def emit(self) -> None:
-        if self.logged:
-            return
-        self.logged = True
-        duration = trio.current_time() - self.started
-
-        def fmt(v: float | None) -> str:
-            return "-" if v is None else f"{v:.3f}"
-
-        log.info(
-            "request id=%s method=%s path=%s model=%s status=%s%s stream=%s queue_wait=%s "
-            "run_time=%s exit=%s tokens=%s duration=%.3f",
-            self.request_id,
-            self.method,
-            self.path,
-            self.model or "-",
-            self.status,
-            f" code={self.code}" if self.code else "",
-            int(self.stream),
-            fmt(self.queue_wait),
-            fmt(self.run_time),
-            "-" if self.exit_code is None else self.exit_code,
-            "-" if self.tokens is None else self.tokens,
-            duration,
-        )
 
 
 def error_response(error: ServiceError) -> Response:

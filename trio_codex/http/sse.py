@@ -1,29 +1,37 @@
-"""Server-sent events: framing, keep-alives, and a response body bound to one run.
+"""One way to answer from a run, for every API: the stream loop and the plain answer.
 
-Frames are what both official SDKs accept (``data: <json>`` with an optional ``event:`` line,
-``: keep-alive`` comments, never ``id:``/``retry:`` fields).
+Both drive a ``Renderer`` (``openai.chat.ChatRenderer``, ``openai.responses.wire.ResponsesRenderer``),
+which turns the run's events into one API's frames or body; a new event kind is rendered in one
+place per API, and consumed here once.
 
-``RunBody`` ties a run to the response body: entering the body (Quart does so right before it
-iterates) attaches the consumer and so starts Codex; leaving it, for any reason, cancels the run
-synchronously. A response that Quart never iterates (the client left right after the headers)
-never attaches, and the runner gives up on it by itself.
+``stream_response`` ties a run to a streamed response body: entering the body (Quart does so
+right before it iterates) attaches the consumer and so starts Codex; leaving it, for any reason,
+cancels the run synchronously and reports the end of the response to the request record. A
+response that Quart never iterates (the client left right after the headers) never attaches, and
+the runner gives up on it by itself.
+
+Guarantees of the stream loop (``stream_run``): the renderer's opening frames (or a keep-alive
+comment) leave as soon as the run holds its slot; a keep-alive comment follows every
+``keepalive`` seconds of silence; the last frames are the renderer's completion or failure, so a
+stream always ends with what its API requires.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import trio
 from quart import Response
 from quart.wrappers.response import ResponseBody
 
-from ..run.events import CodexEvent
+from ..errors import ServiceError
+from ..openai.frames import KEEPALIVE
+from ..run.events import CodexEvent, Transcript, TurnCompleted, Usage
 from ..run.runner import RunHandle
+from .access import RequestRecord
 
-KEEPALIVE: Final = b": keep-alive\n\n"
 SSE_HEADERS: Final = {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-cache",
@@ -31,21 +39,41 @@ SSE_HEADERS: Final = {
 }
 
 
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+class Renderer(Protocol):
+    """One API's view of a run: frames while streaming, a body when not."""
 
+    #: The answer is complete at ``TurnCompleted``: detach there and let Codex exit on its own.
+    detach_at_turn_end: bool
 
-def data_frame(obj: Any) -> bytes:
-    """``data: <json>`` frame."""
-    return b"data: " + _dumps(obj) + b"\n\n"
+    def open(self) -> bytes:
+        """Frames to send once the run holds its slot (may be empty)."""
+        ...
 
+    def feed(self, event: CodexEvent) -> bytes:
+        """Frames that ``event`` causes (may be empty)."""
+        ...
 
-def event_frame(event_type: str, obj: Any) -> bytes:
-    """``event: <type>`` + ``data: <json>`` frame (the Responses API style)."""
-    return b"event: " + event_type.encode() + b"\ndata: " + _dumps(obj) + b"\n\n"
+    def complete(self, transcript: Transcript) -> bytes:
+        """The closing frames of a successful run."""
+        ...
 
+    def fail(self, error: ServiceError) -> bytes:
+        """The closing frames of a failed run (``error`` as this API reports it: ``error``)."""
+        ...
 
-DONE: Final = b"data: [DONE]\n\n"
+    def body(self) -> dict[str, Any]:
+        """The whole answer, once ``complete`` has run (non-streamed requests)."""
+        ...
+
+    @property
+    def usage(self) -> Usage | None:
+        """The usage the answer reports."""
+        ...
+
+    @property
+    def error(self) -> ServiceError | None:
+        """The error the answer reports (set by ``fail``)."""
+        ...
 
 
 class EndOfRun:
@@ -66,12 +94,71 @@ async def next_event(handle: RunHandle, interval: float) -> CodexEvent | EndOfRu
     return None
 
 
-def stream_response(handle: RunHandle, frames: AsyncIterator[bytes]) -> Response:
-    """An SSE response whose body is ``frames`` and whose lifetime bounds the run.
+async def stream_run(
+    handle: RunHandle, renderer: Renderer, record: RequestRecord, *, keepalive: float
+) -> AsyncIterator[bytes]:
+    """The whole SSE body of a streamed answer (see the module docstring)."""
+    yield renderer.open() or KEEPALIVE
+    while not isinstance(event := await next_event(handle, keepalive), EndOfRun):
+        if event is None:
+            yield KEEPALIVE
+            continue
+        if frames := renderer.feed(event):
+            yield frames
+        if renderer.detach_at_turn_end and isinstance(event, TurnCompleted):
+            handle.detach()  # everything the client gets is here; Codex exits on its own
+            break
+    error = handle.failure()
+    closing = renderer.fail(error) if error is not None else renderer.complete(handle.transcript)
+    record.answered(renderer.usage, renderer.error.code if renderer.error else None)
+    yield closing
+
+
+async def answer_run(
+    handle: RunHandle, renderer: Renderer, record: RequestRecord
+) -> dict[str, Any]:
+    """Consume the run and return the renderer's body; raise the error the client should get.
+
+    A renderer that does not detach at the turn's end waits for the run (and the release of its
+    resources) to be over, so what the answer names (a conversation) is complete on disk.
+    """
+    until = _turn_completed if renderer.detach_at_turn_end else None
+    await handle.consume(_drop(renderer), until=until)
+    if not handle.detached:
+        await handle.done.wait()
+    error = handle.failure()
+    if error is not None:
+        renderer.fail(error)
+        record.answered(None)
+        raise renderer.error or error
+    renderer.complete(handle.transcript)
+    record.answered(renderer.usage)
+    return renderer.body()
+
+
+def _turn_completed(event: CodexEvent) -> bool:
+    return isinstance(event, TurnCompleted)
+
+
+def _drop(renderer: Renderer) -> Callable[[CodexEvent], None]:
+    """``renderer.feed`` for a consumer that sends no frames (the answer is the body)."""
+
+    def feed(event: CodexEvent) -> None:
+        renderer.feed(event)
+
+    return feed
+
+
+def stream_response(
+    handle: RunHandle, renderer: Renderer, record: RequestRecord, *, keepalive: float
+) -> Response:
+    """An SSE response that streams ``renderer``'s view of the run and bounds its lifetime.
 
     Quart's own response timeout is off: the run's deadlines end the stream.
     """
-    response = Response(RunBody(handle, frames), headers=SSE_HEADERS)
+    record.stream = record.body_pending = True
+    frames = stream_run(handle, renderer, record, keepalive=keepalive)
+    response = Response(RunBody(handle, frames, record), headers=SSE_HEADERS)
     response.timeout = None
     return response
 
@@ -80,14 +167,11 @@ class RunBody(ResponseBody):
     """A streaming body whose lifetime bounds its run."""
 
     def __init__(
-        self,
-        handle: RunHandle,
-        frames: AsyncIterator[bytes],
-        on_close: Callable[[], None] | None = None,
+        self, handle: RunHandle, frames: AsyncIterator[bytes], record: RequestRecord
     ) -> None:
         self.handle = handle
         self.frames = frames
-        self.on_close = on_close
+        self.record = record
 
     async def __aenter__(self) -> RunBody:
         self.handle.attach()
@@ -103,13 +187,12 @@ class RunBody(ResponseBody):
         # cancellation is pending.
         self.handle.cancel()
         try:
-            if self.on_close is not None:
-                self.on_close()
-        finally:
             aclose = getattr(self.frames, "aclose", None)
             if aclose is not None:
                 with trio.CancelScope(shield=True):
                     await aclose()
+        finally:
+            self.record.close()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self.frames

@@ -1,86 +1,80 @@
-"""``/v1/chat/completions``: the request-to-run translation and both response shapes.
+"""Chat completions on the wire: the ``chat.completion`` object and its stream, from a run.
 
-Non-stream: one ``chat.completion`` object. Stream (WIRE.md section 3): a role chunk first (sent
-as soon as the run holds its slot, before Codex prints anything), content chunks, a finish chunk
+``ChatRenderer`` renders one run for ``/v1/chat/completions``. Non-stream: one
+``chat.completion`` object (``body``). Stream (WIRE.md section 3): a role chunk first (sent as
+soon as the run holds its slot, before Codex prints anything), content chunks as text arrives
+(token deltas as they come; several agent messages separated by a blank line), a finish chunk
 with ``finish_reason: "stop"``, the usage chunk (``choices: []``) when
 ``stream_options.include_usage`` is set, then ``data: [DONE]``. Every chunk carries the same
 ``id``, ``object``, ``created`` and ``model``. A failure after the stream began is a
-``data: {"error": {...}}`` frame and the end of the stream (no ``[DONE]``).
+``data: {"error": {...}}`` frame followed by ``data: [DONE]``, so a client that reads until
+``[DONE]`` terminates (the SDKs raise on the error frame). The answer is complete at the turn's
+end: the renderer detaches there and Codex finishes exiting on its own. Pure.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from ..errors import InvalidRequestError, ServiceError, UpstreamError
-from ..http.sse import DONE, KEEPALIVE, EndOfRun, data_frame, next_event
-from ..run.events import CodexEvent, MessageCompleted, TextDelta, Transcript, TurnCompleted
-from ..run.runner import RunHandle
-from .formats import check_schema
+from ..errors import ServiceError
+from ..run.events import CodexEvent, MessageCompleted, TextDelta, Transcript, Usage
+from .formats import OutputFormat
+from .frames import DONE, data_frame
 
 
 def new_completion_id() -> str:
     return "chatcmpl-" + secrets.token_hex(12)
 
 
-def run_error(handle: RunHandle, transcript: Transcript) -> ServiceError | None:
-    """Why the run failed, as the error the client should get; None on success."""
-    if handle.error is not None:
-        return handle.error
-    failure = transcript.failure(handle.exit.exit_code, handle.exit.stderr)
-    if failure is None:
-        return None
-    return UpstreamError(failure.message, status=failure.status, code=failure.code)
+def now() -> int:
+    return int(time.time())
 
 
-def answered(event: CodexEvent) -> bool:
-    """The turn is complete: the answer and the usage are known (chat runs are ephemeral, so
-    nothing is lost by not waiting for Codex to exit)."""
-    return isinstance(event, TurnCompleted)
-
-
-def completion_body(
-    completion_id: str, created: int, model: str, transcript: Transcript, *, final_only: bool
-) -> dict[str, Any]:
-    usage = transcript.usage
-    body: dict[str, Any] = {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": transcript.final_text if final_only else transcript.text,
-                    "refusal": None,
-                    "annotations": [],
-                },
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
-        ],
+def chat_usage(usage: Usage | None) -> dict[str, Any]:
+    """``usage`` of a chat completion: prompt/completion/total plus the details."""
+    if usage is None:
+        return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_output_tokens},
     }
-    if usage is not None:
-        body["usage"] = usage.to_chat()
-    return body
 
 
-class ChunkFramer:
-    """Builds the chunks of one streamed completion (all share id, created, model)."""
+class ChatRenderer:
+    """One run as a chat completion, streamed or whole (see the module docstring)."""
 
-    def __init__(self, completion_id: str, created: int, model: str, include_usage: bool) -> None:
+    detach_at_turn_end = True
+
+    def __init__(
+        self,
+        model: str,
+        output: OutputFormat,
+        *,
+        include_usage: bool = False,
+        completion_id: str | None = None,
+        created: int | None = None,
+    ) -> None:
+        self.model = model
+        self.output = output
+        self.include_usage = include_usage
         self.base = {
-            "id": completion_id,
+            "id": completion_id or new_completion_id(),
             "object": "chat.completion.chunk",
-            "created": created,
+            "created": now() if created is None else created,
             "model": model,
         }
-        self.include_usage = include_usage
+        self.usage: Usage | None = None
+        self.error: ServiceError | None = None
+        self._text = ""
+        self._sent_any = False
+        self._streamed: set[str] = set()
+
+    # -- stream --------------------------------------------------------------------------------
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None) -> bytes:
         chunk: dict[str, Any] = {
@@ -93,113 +87,64 @@ class ChunkFramer:
             chunk["usage"] = None
         return data_frame(chunk)
 
-    def role(self) -> bytes:
+    def open(self) -> bytes:
         return self._chunk({"role": "assistant", "content": ""}, None)
 
-    def content(self, text: str) -> bytes:
-        return self._chunk({"content": text}, None)
+    def feed(self, event: CodexEvent) -> bytes:
+        if self.output.final_only:
+            return b""
+        if isinstance(event, TextDelta) and event.delta:
+            prefix = "\n\n" if self._sent_any and event.item_id not in self._streamed else ""
+            self._streamed.add(event.item_id)
+            self._sent_any = True
+            return self._chunk({"content": prefix + event.delta}, None)
+        if (
+            isinstance(event, MessageCompleted)
+            and event.item_id not in self._streamed
+            and event.text
+        ):
+            prefix = "\n\n" if self._sent_any else ""
+            self._sent_any = True
+            return self._chunk({"content": prefix + event.text}, None)
+        return b""
 
-    def finish(self, reason: str = "stop") -> bytes:
-        return self._chunk({}, reason)
+    def complete(self, transcript: Transcript) -> bytes:
+        self.usage = transcript.usage
+        self._text = transcript.final_text if self.output.final_only else transcript.text
+        frames = b""
+        if self.output.final_only and self._text:
+            frames += self._chunk({"content": self._text}, None)
+        frames += self._chunk({}, "stop")
+        if self.include_usage:
+            frames += data_frame({**self.base, "choices": [], "usage": chat_usage(self.usage)})
+        return frames + DONE
 
-    def usage(self, transcript: Transcript) -> bytes:
-        usage = (
-            transcript.usage.to_chat()
-            if transcript.usage is not None
-            else {
-                "prompt_tokens": 0,
-                "completion_tokens": 0,
-                "total_tokens": 0,
-            }
-        )
-        return data_frame({**self.base, "choices": [], "usage": usage})
+    def fail(self, error: ServiceError) -> bytes:
+        self.error = error
+        return data_frame(error.envelope()) + DONE
 
+    # -- whole ---------------------------------------------------------------------------------
 
-async def stream_frames(
-    handle: RunHandle,
-    framer: ChunkFramer,
-    *,
-    keepalive: float,
-    final_only: bool,
-    on_end: Callable[[Transcript, ServiceError | None], None],
-) -> AsyncIterator[bytes]:
-    """The whole SSE body of a streamed completion."""
-    transcript = Transcript()
-    error: ServiceError | None = None
-    yield framer.role()
-    sent_any = False
-    streamed_items: set[str] = set()
-    try:
-        while not isinstance(event := await next_event(handle, keepalive), EndOfRun):
-            if event is None:
-                yield KEEPALIVE
-                continue
-            transcript.feed(event)
-            if isinstance(event, TurnCompleted):
-                # Everything the client gets is here; Codex finishes exiting on its own.
-                handle.detach()
-                break
-            if final_only:
-                continue
-            if isinstance(event, TextDelta) and event.delta:
-                prefix = "\n\n" if sent_any and event.item_id not in streamed_items else ""
-                streamed_items.add(event.item_id)
-                sent_any = True
-                yield framer.content(prefix + event.delta)
-            elif (
-                isinstance(event, MessageCompleted)
-                and event.item_id not in streamed_items
-                and event.text
-            ):
-                yield framer.content(("\n\n" if sent_any else "") + event.text)
-                sent_any = True
-        error = run_error(handle, transcript)
-        if error is not None:
-            yield data_frame(error.envelope())
-            return
-        if final_only and transcript.final_text:
-            yield framer.content(transcript.final_text)
-        yield framer.finish("stop")
-        if framer.include_usage:
-            yield framer.usage(transcript)
-        yield DONE
-    finally:
-        on_end(transcript, error)
-
-
-def json_object_instruction() -> str:
-    """Appended to the prompt for ``response_format: {"type": "json_object"}``."""
-    return "\n\nRespond with one JSON object and nothing else: no prose, no code fences."
-
-
-def now() -> int:
-    return int(time.time())
-
-
-def output_schema(
-    response_format: dict[str, Any] | None,
-) -> tuple[dict[str, Any] | None, bool]:
-    """``response_format`` to (schema for ``--output-schema``, answer is the last message only)."""
-    if response_format is None:
-        return None, False
-    kind = response_format.get("type")
-    if kind == "text":
-        return None, False
-    if kind == "json_object":
-        return None, True
-    if kind == "json_schema":
-        spec = response_format.get("json_schema")
-        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
-            raise InvalidRequestError(
-                "response_format.json_schema.schema must be a JSON Schema object.",
-                param="response_format.json_schema.schema",
-                code="invalid_value",
-            )
-        schema: dict[str, Any] = spec["schema"]
-        check_schema(schema, param="response_format.json_schema.schema")
-        return schema, True
-    raise InvalidRequestError(
-        f"response_format.type '{kind}' is not supported; use text, json_object or json_schema.",
-        param="response_format.type",
-        code="invalid_value",
-    )
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.base["id"],
+            "object": "chat.completion",
+            "created": self.base["created"],
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": self._text,
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+        if self.usage is not None:
+            body["usage"] = chat_usage(self.usage)
+        return body

@@ -2,7 +2,7 @@
 
 Pure. Roles and order are kept: a lone user message is passed as it is; anything longer is
 rendered as a transcript of tagged messages, system and developer instructions included, so the
-model sees who said what. Images become ``ImageRef``s (checked and written to files elsewhere);
+model sees who said what. Images become ``ImagePart``s (checked and written to files elsewhere);
 parts the server cannot pass on are refused with a 400 naming the part.
 """
 
@@ -11,11 +11,22 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
+from typing import Final
 
 from ..errors import ContextLengthError, InvalidRequestError
-from ..run.events import MAX_PROMPT_CHARS
-from ..run.images import ImageRef
 from .schemas import ChatMessage
+
+#: Codex's own limit on the user input, in characters (CODEX_FACTS section 5).
+MAX_PROMPT_CHARS: Final = 1_048_576
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagePart:
+    """One image part of a request: its URL and the path that names it in refusals
+    (``messages[1].content[2].image_url``). Checked and written to a file by ``run.images``."""
+
+    url: str
+    param: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,13 +41,13 @@ class Turn:
 @dataclasses.dataclass(frozen=True)
 class Prompt:
     text: str
-    images: tuple[ImageRef, ...] = ()
+    images: tuple[ImagePart, ...] = ()
 
 
-def chat_turns(messages: Sequence[ChatMessage]) -> tuple[list[Turn], list[ImageRef]]:
+def chat_turns(messages: Sequence[ChatMessage]) -> tuple[list[Turn], list[ImagePart]]:
     """Flatten chat messages; text parts are joined, ``image_url`` parts become image refs."""
     turns: list[Turn] = []
-    images: list[ImageRef] = []
+    images: list[ImagePart] = []
     for i, message in enumerate(messages):
         pieces: list[str] = []
         content = message.content
@@ -65,7 +76,7 @@ def chat_turns(messages: Sequence[ChatMessage]) -> tuple[list[Turn], list[ImageR
                             param=f"{where}.image_url",
                             code="missing_required_parameter",
                         )
-                    images.append(ImageRef(url=url, param=f"{where}.image_url"))
+                    images.append(ImagePart(url=url, param=f"{where}.image_url"))
                     pieces.append(f"[image {len(images)}]")
                 elif part.type == "refusal" and part.refusal is not None:
                     pieces.append(part.refusal)
@@ -133,4 +144,4 @@ def check_encodable(text: str, *, param: str | None = "messages") -> str:
 
 def chat_prompt(messages: Sequence[ChatMessage]) -> Prompt:
     turns, images = chat_turns(messages)
-    return Prompt(check_encodable(check_length(render(turns))), tuple(images))
+    return Prompt(render(turns), tuple(images))

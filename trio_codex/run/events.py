@@ -15,9 +15,6 @@ import dataclasses
 import re
 from typing import Any, Final
 
-#: Codex's own limit on the user input, in characters (CODEX_FACTS section 5).
-MAX_PROMPT_CHARS: Final = 1_048_576
-
 
 @dataclasses.dataclass(frozen=True)
 class Usage:
@@ -34,29 +31,23 @@ class Usage:
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def to_chat(self) -> dict[str, Any]:
-        """``usage`` of a chat completion: prompt/completion/total plus the details."""
-        return {
-            "prompt_tokens": self.input_tokens,
-            "completion_tokens": self.output_tokens,
-            "total_tokens": self.total_tokens,
-            "prompt_tokens_details": {"cached_tokens": self.cached_input_tokens},
-            "completion_tokens_details": {"reasoning_tokens": self.reasoning_output_tokens},
-        }
+    def since(self, baseline: Usage) -> Usage:
+        """The part of this cumulative total after ``baseline``, each count clamped at 0."""
 
-    def to_responses(self) -> dict[str, Any]:
-        """``usage`` of a Responses API response (every field the spec's ``ResponseUsage``
-        requires, ``input_tokens_details.cache_write_tokens`` included)."""
-        return {
-            "input_tokens": self.input_tokens,
-            "input_tokens_details": {
-                "cached_tokens": self.cached_input_tokens,
-                "cache_write_tokens": self.cache_write_input_tokens,
-            },
-            "output_tokens": self.output_tokens,
-            "output_tokens_details": {"reasoning_tokens": self.reasoning_output_tokens},
-            "total_tokens": self.total_tokens,
-        }
+        def less(a: int, b: int) -> int:
+            return max(0, a - b)
+
+        return Usage(
+            input_tokens=less(self.input_tokens, baseline.input_tokens),
+            cached_input_tokens=less(self.cached_input_tokens, baseline.cached_input_tokens),
+            output_tokens=less(self.output_tokens, baseline.output_tokens),
+            reasoning_output_tokens=less(
+                self.reasoning_output_tokens, baseline.reasoning_output_tokens
+            ),
+            cache_write_input_tokens=less(
+                self.cache_write_input_tokens, baseline.cache_write_input_tokens
+            ),
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,7 +43,7 @@ import re
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
 
@@ -81,12 +81,15 @@ _TOO_LARGE: Final = "image_too_large"
 _NOT_ALLOWED: Final = "image_url_not_allowed"
 
 
-@dataclass(frozen=True)
-class ImageRef:
-    """One image part: its URL and the request path that names it in refusals."""
+class ImageRef(Protocol):
+    """One image part as the request layer collected it (``openai.prompt.ImagePart``): its URL
+    and the request path that names it in refusals (e.g. ``messages[0].content[1].image_url``)."""
 
-    url: str
-    param: str  # e.g. "messages[0].content[1].image_url"
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def param(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,14 @@ Guarantees, each covered by tests:
 * ``RunHandle.cancel()`` (client gone, stream closed) ends the run at once; it is synchronous, so
   it is safe from ``aclose()`` and ``finally`` blocks that may not await;
 * the slot is released in every outcome: after any mix of results ``borrowed_tokens == 0``;
-* no failure of a run escapes into the lifespan nursery: it becomes ``RunHandle.error``.
+* no failure of a run escapes into the lifespan nursery: it becomes ``RunHandle.error``;
+* the run folds its own events (``RunHandle.transcript``) and answers how it ended
+  (``RunHandle.failure()``), so every consumer reads one outcome;
+* the run owns its resources (``start(..., resources=)``: scratch directory, conversation
+  lease): they are released once, when the run is over (or was never granted a slot), before
+  ``RunHandle.done`` is set;
+* a detached run (its answer is complete) may outlive that moment by at most
+  ``DETACHED_EXIT_LIMIT`` seconds: then it is cancelled like any other.
 
 The backend (``ExecBackend`` runs ``codex exec``; tests use fakes; a token-streaming
 ``codex app-server`` backend fits the same ``Backend`` protocol) only executes: the slot, the
@@ -24,9 +31,9 @@ deadlines and the event channel live here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final, Protocol
@@ -34,14 +41,16 @@ from typing import Final, Protocol
 import trio
 from trio_util import AsyncValue
 
-from ..errors import ExecTimeoutError, QueueTimeoutError, ServiceError
+from ..errors import ExecTimeoutError, QueueTimeoutError, ServiceError, UpstreamError
 from ..settings import SandboxMode
-from .events import CodexEvent
+from .events import CodexEvent, Transcript
 
 log = logging.getLogger("trio_codex.run.runner")
 
 #: How long a started run waits for its consumer before giving up (see module docstring).
 ATTACH_TIMEOUT: Final = 10.0
+#: How long a detached run may take to exit once its answer is complete (then it is cancelled).
+DETACHED_EXIT_LIMIT: Final = 10.0
 #: Events buffered between a run and its consumer.
 CHANNEL_SIZE: Final = 256
 
@@ -84,11 +93,14 @@ class RunHandle:
     """The consumer's side of one run.
 
     Iterate ``events`` until it ends (the channel closes); then ``error`` is set if the run
-    did not get to finish (timeout, internal failure), and ``exit`` tells how Codex ended.
+    did not get to finish (timeout, internal failure), ``exit`` tells how Codex ended, and
+    ``failure()`` combines both with what Codex reported. ``transcript`` folds every event the
+    run produced, in order (also those a detached consumer no longer reads).
     """
 
     def __init__(self, receive: trio.MemoryReceiveChannel[CodexEvent]) -> None:
         self.events = receive
+        self.transcript = Transcript()
         self.error: ServiceError | None = None
         self.exit = ExitInfo()
         self.queue_wait: float = 0.0
@@ -104,16 +116,38 @@ class RunHandle:
         """Signal that a consumer is reading; the run starts now (idempotent)."""
         self._attached.set()
 
+    @property
+    def attached(self) -> bool:
+        """A consumer has attached (the run was, or is being, started for it)."""
+        return self._attached.is_set()
+
     def cancel(self) -> None:
         """End the run now; never blocks, safe to call at any time and more than once.
         A detached run is not cancelled: it is finishing on its own."""
         if not self.detached:
             self._scope.cancel()
 
+    def abort(self) -> None:
+        """End the run now, detached or not (server shutdown); never blocks."""
+        self._scope.cancel()
+
     def detach(self) -> None:
-        """The consumer has all it needs: let the run finish by itself (it keeps its slot and
-        its deadlines until Codex exits) and drop the events it still prints."""
+        """The consumer has all it needs: let the run finish by itself (it keeps its slot until
+        Codex exits, at most ``DETACHED_EXIT_LIMIT`` s from now) and drop the events it still
+        prints."""
+        if self.detached:
+            return
         self.detached = True
+        self._scope.deadline = min(self._scope.deadline, trio.current_time() + DETACHED_EXIT_LIMIT)
+
+    def failure(self) -> ServiceError | None:
+        """Why the run failed, as the error a client should get; None on success."""
+        if self.error is not None:
+            return self.error
+        failure = self.transcript.failure(self.exit.exit_code, self.exit.stderr)
+        if failure is None:
+            return None
+        return UpstreamError(failure.message, status=failure.status, code=failure.code)
 
     async def consume(
         self,
@@ -160,23 +194,27 @@ class CodexRunner:
     def cancel_all(self) -> None:
         """End every run holding a slot, detached ones included (a stop that cannot wait)."""
         for handle in list(self._active):
-            handle._scope.cancel()
+            handle.abort()
 
     async def start(
-        self, nursery: trio.Nursery, spec: RunSpec, *, scratch: Path | None = None
+        self,
+        nursery: trio.Nursery,
+        spec: RunSpec,
+        *,
+        resources: contextlib.AsyncExitStack | None = None,
     ) -> RunHandle:
         """Wait for a slot (bounded by the queue timeout), then start the run in ``nursery``.
 
-        ``scratch`` is a directory the run owns: it is removed when the run ends, whatever
-        happens, even when no slot was granted.
+        ``resources`` belong to the run from now on: they are released once the run is over,
+        whatever happens, even when no slot was granted, before ``RunHandle.done`` is set.
         """
-        handle: RunHandle = await nursery.start(self._serve, spec, scratch)
+        handle: RunHandle = await nursery.start(self._serve, spec, resources)
         return handle
 
     async def _serve(
         self,
         spec: RunSpec,
-        scratch: Path | None,
+        resources: contextlib.AsyncExitStack | None,
         task_status: trio.TaskStatus[RunHandle] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         send, receive = trio.open_memory_channel[CodexEvent](CHANNEL_SIZE)
@@ -196,9 +234,12 @@ class CodexRunner:
                     self.limiter.release_on_behalf_of(handle)
                     self.running.value -= 1
         finally:
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
-            handle.done.set()
+            try:
+                if resources is not None:
+                    with trio.CancelScope(shield=True):
+                        await resources.aclose()
+            finally:
+                handle.done.set()
 
     async def _acquire(self, handle: RunHandle) -> None:
         try:
@@ -233,6 +274,7 @@ class CodexRunner:
 
         async def emit(event: CodexEvent) -> None:
             idle.touch()
+            handle.transcript.feed(event)
             if handle.detached:
                 await trio.lowlevel.checkpoint()
                 return

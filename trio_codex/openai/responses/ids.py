@@ -20,36 +20,24 @@ Layout, base64url without padding after ``resp_``: version (1 byte), flags (1 by
 string), the five usage counts as LEB128 varints when present, then the first 16 bytes of the
 HMAC over ``DOMAIN || binding || 0x00 || everything before the tag``.
 
-**One writer per thread** (``ThreadLocks``): Codex refuses a second ``exec resume`` of a thread
-that is still being written; the server refuses it first, in process, with 409.
-
-**Usage**: ``codex exec resume`` reports ``turn.completed.usage`` as the running total of the
-whole thread, not of the turn. ``usage_since(total, baseline)`` gives the request's own share;
-the baseline is Codex's own record of the thread before the resume (``read_thread_totals``,
-the last ``token_count`` of the thread's rollout file in ``CODEX_HOME``), else the totals carried
-in the previous response id (present when that id was minted after its run had ended, i.e. for
-non-streamed responses), else zero.
+The totals an id carries are the fallback baseline of per-request usage on a resumed thread
+(``Usage.since``), when Codex's own record (``codex/rollout.py``) cannot be read.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import datetime
 import hashlib
 import hmac
-import json
-import os
 import re
 import secrets
 import uuid
 from base64 import urlsafe_b64decode, urlsafe_b64encode
-from pathlib import Path
 from typing import Final
 
-from ...codex.exec import parse_usage
-from ...errors import ConflictError, NotFoundError, ServiceError
+from ...errors import NotFoundError, ServiceError
 from ...run.events import Usage
+from ...run.threads import conversation_busy
 
 PREFIX: Final = "resp_"
 _VERSION: Final = 1
@@ -214,80 +202,6 @@ class ResponseIdCodec:
         return ResponseRef(thread_id, totals, nonce)
 
 
-def usage_since(total: Usage, baseline: Usage) -> Usage:
-    """The part of a cumulative ``total`` after ``baseline``, each count clamped at 0."""
-
-    def less(a: int, b: int) -> int:
-        return max(0, a - b)
-
-    return Usage(
-        input_tokens=less(total.input_tokens, baseline.input_tokens),
-        cached_input_tokens=less(total.cached_input_tokens, baseline.cached_input_tokens),
-        output_tokens=less(total.output_tokens, baseline.output_tokens),
-        reasoning_output_tokens=less(
-            total.reasoning_output_tokens, baseline.reasoning_output_tokens
-        ),
-        cache_write_input_tokens=less(
-            total.cache_write_input_tokens, baseline.cache_write_input_tokens
-        ),
-    )
-
-
-class ThreadLocks:
-    """The threads this process is writing: at most one claimed run per thread.
-
-    ``claim`` refuses a busy thread with 409; ``hold`` marks a thread busy without checking
-    (a thread that Codex has just created, which nobody else can know yet; fake backends may
-    report one id for every new thread); ``release`` undoes either.
-    """
-
-    def __init__(self) -> None:
-        self._busy: collections.Counter[str] = collections.Counter()
-
-    def busy(self, thread_id: str) -> bool:
-        return self._busy[thread_id] > 0
-
-    def claim(self, thread_id: str) -> None:
-        if self.busy(thread_id):
-            raise conversation_busy()
-        self._busy[thread_id] += 1
-
-    def hold(self, thread_id: str) -> None:
-        self._busy[thread_id] += 1
-
-    def release(self, thread_id: str) -> None:
-        self._busy[thread_id] -= 1
-        if self._busy[thread_id] <= 0:
-            del self._busy[thread_id]
-
-
-class RunLease:
-    """The threads one run holds in ``ThreadLocks``; ``release`` is idempotent."""
-
-    def __init__(self, locks: ThreadLocks) -> None:
-        self._locks = locks
-        self._threads: list[str] = []
-        self._released = False
-
-    def claim(self, thread_id: str) -> None:
-        self._locks.claim(thread_id)
-        self._threads.append(thread_id)
-
-    def hold(self, thread_id: str) -> None:
-        if self._released:
-            return
-        self._locks.hold(thread_id)
-        self._threads.append(thread_id)
-
-    def release(self) -> None:
-        if self._released:
-            return
-        self._released = True
-        for thread_id in self._threads:
-            self._locks.release(thread_id)
-        self._threads.clear()
-
-
 def previous_not_found(detail: str = "") -> NotFoundError:
     """The 404 for an unknown, malformed, foreign or expired ``previous_response_id``."""
     return NotFoundError(
@@ -300,16 +214,6 @@ def previous_not_found(detail: str = "") -> NotFoundError:
 _NOT_FOUND: Final = (
     "Previous response not found: the id was not issued by this server for this API key."
 )
-
-
-def conversation_busy() -> ConflictError:
-    """The 409 for a second concurrent continuation of one conversation."""
-    return ConflictError(
-        "Another request is still continuing this conversation (previous_response_id); "
-        "a conversation takes one request at a time. Retry when it has finished.",
-        param="previous_response_id",
-        code="conversation_busy",
-    )
 
 
 #: Codex's own refusals when resuming a thread (CODEX_FACTS section 6).
@@ -327,95 +231,3 @@ def resume_error(error: ServiceError) -> ServiceError:
             "(its CODEX_HOME was changed or cleaned)."
         )
     return error
-
-
-# --------------------------------------------------------------------------- Codex's record
-
-#: At most this much of a rollout file is read, from the end, looking for the last totals.
-ROLLOUT_READ_LIMIT: Final = 64 * 1024 * 1024
-_BLOCK: Final = 256 * 1024
-
-
-def _candidate_day_dirs(sessions: Path, thread_id: str) -> list[Path]:
-    """``sessions/YYYY/MM/DD`` directories that may hold the thread: Codex ids are UUIDv7,
-    whose first 48 bits are the creation time in ms; Codex names the directory by local date,
-    so the UTC day and its neighbours are tried."""
-    try:
-        value = uuid.UUID(thread_id)
-    except ValueError:
-        return []
-    if value.version != 7:
-        return []
-    ms = value.int >> 80
-    day = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC).date()
-    return [
-        sessions / f"{d:%Y}" / f"{d:%m}" / f"{d:%d}"
-        for d in (day, day - datetime.timedelta(days=1), day + datetime.timedelta(days=1))
-    ]
-
-
-def may_have_rollout(thread_id: str) -> bool:
-    """False when ``thread_id`` cannot name a Codex rollout (Codex thread ids are UUIDs), so
-    callers can skip the file lookup."""
-    return _CANONICAL_UUID.fullmatch(thread_id) is not None
-
-
-def find_rollout(codex_home: Path, thread_id: str) -> Path | None:
-    """The rollout file of ``thread_id`` under ``codex_home/sessions``, or None."""
-    if not may_have_rollout(thread_id):
-        return None  # also keeps glob metacharacters out of the pattern below
-    sessions = codex_home / "sessions"
-    pattern = f"rollout-*-{thread_id}.jsonl"
-    for directory in _candidate_day_dirs(sessions, thread_id):
-        found = sorted(directory.glob(pattern)) if directory.is_dir() else []
-        if found:
-            return found[0]
-    found = sorted(sessions.glob(f"*/*/*/{pattern}")) if sessions.is_dir() else []
-    return found[0] if found else None
-
-
-def last_totals(path: Path, limit: int = ROLLOUT_READ_LIMIT) -> Usage | None:
-    """The last ``token_count.info.total_token_usage`` of a rollout file, read from the end."""
-    with path.open("rb") as f:
-        end = f.seek(0, os.SEEK_END)
-        pos = end
-        tail = b""
-        while pos > 0 and end - pos < limit:
-            size = min(_BLOCK, pos)
-            pos -= size
-            f.seek(pos)
-            tail = f.read(size) + tail
-            lines = tail.split(b"\n")
-            # The first piece may be a partial line unless the file start was reached.
-            complete, tail = (lines, b"") if pos == 0 else (lines[1:], lines[0])
-            for line in reversed(complete):
-                totals = _totals_of(line)
-                if totals is not None:
-                    return totals
-    return None
-
-
-def _totals_of(line: bytes) -> Usage | None:
-    if b'"token_count"' not in line or b"total_token_usage" not in line:
-        return None
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    payload = record.get("payload") if isinstance(record, dict) else None
-    if not isinstance(payload, dict) or payload.get("type") != "token_count":
-        return None
-    info = payload.get("info")
-    if not isinstance(info, dict) or not isinstance(info.get("total_token_usage"), dict):
-        return None
-    return parse_usage(info["total_token_usage"])
-
-
-def read_thread_totals(codex_home: Path, thread_id: str) -> Usage | None:
-    """Codex's cumulative usage of a thread as recorded in its rollout, or None when there is
-    no readable record (blocking file IO: call it in a worker thread)."""
-    try:
-        path = find_rollout(codex_home, thread_id)
-        return last_totals(path) if path is not None else None
-    except OSError:
-        return None

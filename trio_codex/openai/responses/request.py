@@ -24,10 +24,8 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from ...errors import InvalidRequestError
-from ...run.images import ImageRef
-from ..chat import json_object_instruction
-from ..formats import check_schema
-from ..prompt import Prompt, Turn, check_encodable, check_length, render
+from ..formats import OutputFormat, text_format
+from ..prompt import ImagePart, Prompt, Turn, render
 from ..schemas import ReasoningEffort, XCodex, parse_model
 
 MESSAGE_ROLES: Final = frozenset({"user", "assistant", "system", "developer"})
@@ -118,61 +116,23 @@ class RunPlan:
     """What one request asks of Codex."""
 
     prompt: Prompt
-    #: JSON Schema for ``--output-schema`` (``text.format`` ``json_schema``).
-    output_schema: dict[str, Any] | None
-    #: Structured output: the answer is the last agent message only.
-    final_only: bool
+    output: OutputFormat
 
 
 def plan_run(req: ResponsesRequest) -> RunPlan:
-    """The prompt (roles and order kept), the output schema and the answer mode."""
-    schema, final_only, json_object = text_format(req.text)
+    """The prompt (roles and order kept) and the output format. The prompt's length and
+    encoding are checked once, when the run is prepared (``Service.prepare``)."""
+    output = text_format(req.text.format if req.text is not None else None)
     turns, images = input_turns(req.input, req.instructions)
-    text = render(turns)
-    if json_object:
-        text += json_object_instruction()
-    text = check_encodable(check_length(text, param="input"), param="input")
-    return RunPlan(Prompt(text, tuple(images)), schema, final_only)
-
-
-def text_format(text: TextParam | None) -> tuple[dict[str, Any] | None, bool, bool]:
-    """``text.format`` to (schema, answer is the last message only, JSON-object mode)."""
-    fmt = text.format if text is not None else None
-    if fmt is None:
-        return None, False, False
-    kind = fmt.get("type")
-    if kind == "text":
-        return None, False, False
-    if kind == "json_object":
-        return None, True, True
-    if kind == "json_schema":
-        schema = fmt.get("schema")
-        if not isinstance(schema, dict):
-            raise InvalidRequestError(
-                "text.format.schema must be a JSON Schema object.",
-                param="text.format.schema",
-                code="invalid_value" if "schema" in fmt else "missing_required_parameter",
-            )
-        name = fmt.get("name")
-        if name is not None and not isinstance(name, str):
-            raise InvalidRequestError(
-                "text.format.name must be a string.", param="text.format.name", code="invalid_value"
-            )
-        check_schema(schema, param="text.format.schema")
-        return schema, True, False
-    raise InvalidRequestError(
-        f"text.format.type {kind!r} is not supported; use text, json_object or json_schema.",
-        param="text.format.type",
-        code="invalid_value",
-    )
+    return RunPlan(Prompt(render(turns) + output.instruction, tuple(images)), output)
 
 
 def input_turns(
     items: str | list[Any], instructions: str | None = None
-) -> tuple[list[Turn], list[ImageRef]]:
+) -> tuple[list[Turn], list[ImagePart]]:
     """Flatten ``instructions`` and ``input`` into turns; images become refs (see module doc)."""
     turns: list[Turn] = []
-    images: list[ImageRef] = []
+    images: list[ImagePart] = []
     if instructions:
         turns.append(Turn("developer", instructions))
     ahead = len(turns)
@@ -212,7 +172,7 @@ def input_turns(
     return turns, images
 
 
-def _message_turn(item: dict[str, Any], where: str, images: list[ImageRef]) -> Turn:
+def _message_turn(item: dict[str, Any], where: str, images: list[ImagePart]) -> Turn:
     role = item.get("role")
     if role not in MESSAGE_ROLES:
         raise InvalidRequestError(
@@ -250,7 +210,7 @@ def _message_turn(item: dict[str, Any], where: str, images: list[ImageRef]) -> T
                     code="unsupported_parameter",
                 )
             url = _string(part, "image_url", at)
-            images.append(ImageRef(url=url, param=f"{at}.image_url"))
+            images.append(ImagePart(url=url, param=f"{at}.image_url"))
             pieces.append(f"[image {len(images)}]")
         else:
             raise InvalidRequestError(

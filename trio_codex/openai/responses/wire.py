@@ -37,7 +37,18 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from ...run.events import CodexEvent, MessageCompleted, ReasoningCompleted, TextDelta, ThreadStarted
+from ...errors import ServiceError
+from ...run.events import (
+    CodexEvent,
+    MessageCompleted,
+    ReasoningCompleted,
+    TextDelta,
+    ThreadStarted,
+    Transcript,
+    Usage,
+)
+from ..frames import event_frame
+from .ids import resume_error
 
 Event = dict[str, Any]
 
@@ -78,6 +89,26 @@ def failure_code(code: str | None) -> str:
     if code in SPEC_ERROR_CODES:
         return code
     return _CODE_MAP.get(code or "", "server_error")
+
+
+def responses_usage(usage: Usage) -> dict[str, Any]:
+    """``usage`` of a Responses API response (every field the spec's ``ResponseUsage``
+    requires, ``input_tokens_details.cache_write_tokens`` included)."""
+    return {
+        "input_tokens": usage.input_tokens,
+        "input_tokens_details": {
+            "cached_tokens": usage.cached_input_tokens,
+            "cache_write_tokens": usage.cache_write_input_tokens,
+        },
+        "output_tokens": usage.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_output_tokens},
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def frames(events: list[Event]) -> bytes:
+    """``event: <type>`` + ``data: <json>`` frames for ``events``."""
+    return b"".join(event_frame(e["type"], e) for e in events)
 
 
 def new_item_id(prefix: str) -> str:
@@ -347,3 +378,66 @@ class ResponseStream:
 
     def fail(self, code: str | None, message: str) -> list[Event]:
         return self._ensure_started() + self.builder.fail(code, message)
+
+
+class ResponsesRenderer:
+    """One run as a Responses API answer, streamed or whole.
+
+    ``mint(thread_id, totals)`` makes the response id. Streamed, the id is minted as soon as it
+    can be (``ResponseStream``); whole, it is minted at the end with Codex's cumulative totals
+    of the thread, so a later continuation has a usage baseline even without Codex's record.
+    ``usage`` is the request's own: the run's total ``.since(baseline)`` (a resumed thread's
+    total counts every earlier turn). A resumed run's refusals from Codex (another writer, a
+    thread that is gone) are reported as 409 / 404 (``ids.resume_error``).
+    """
+
+    detach_at_turn_end = False
+
+    def __init__(
+        self,
+        builder: ResponseBuilder,
+        mint: Callable[[str | None, Usage | None], str],
+        *,
+        streaming: bool,
+        thread_id: str | None,
+        await_thread: bool,
+        baseline: Usage | None = None,
+    ) -> None:
+        self.builder = builder
+        self.streaming = streaming
+        self.thread_id = thread_id
+        self.baseline = baseline or Usage()
+        self.usage: Usage | None = None
+        self.error: ServiceError | None = None
+        self._mint = mint
+        self._stream = ResponseStream(
+            builder, lambda t: mint(t, None), thread_id=thread_id, await_thread=await_thread
+        )
+
+    def open(self) -> bytes:
+        return frames(self._stream.open())
+
+    def feed(self, event: CodexEvent) -> bytes:
+        if self.streaming:
+            return frames(self._stream.feed(event))
+        self.builder.feed(event)
+        return b""
+
+    def complete(self, transcript: Transcript) -> bytes:
+        total = transcript.usage
+        self.usage = total.since(self.baseline) if total is not None else None
+        wire = responses_usage(self.usage) if self.usage is not None else None
+        if self.streaming:
+            return frames(self._stream.complete(wire))
+        self.builder.response_id = self._mint(self.thread_id or transcript.thread_id, total)
+        self.builder.complete(wire)
+        return b""
+
+    def fail(self, error: ServiceError) -> bytes:
+        self.error = resume_error(error) if self.thread_id is not None else error
+        if self.streaming:
+            return frames(self._stream.fail(self.error.code, self.error.message))
+        return b""
+
+    def body(self) -> dict[str, Any]:
+        return self.builder.snapshot()

@@ -1,0 +1,53 @@
+"""``POST /v1/chat/completions`` (and ``/chat/completions``): chat completions over one run.
+
+The route only sequences shared steps: validate (``openai.schemas``), flatten the messages
+(``openai.prompt``), read ``response_format`` (``openai.formats``), ``Service.options/prepare/
+start``, then answer through a ``ChatRenderer`` with the one stream loop (``http.sse``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from quart.typing import ResponseReturnValue
+from quart_trio import QuartTrio
+
+from ..openai.chat import ChatRenderer
+from ..openai.formats import response_format
+from ..openai.prompt import Prompt, chat_prompt
+from ..openai.schemas import ChatCompletionRequest, parse_model
+from ..service import Service
+from .access import current_record
+from .body import read_json_body
+from .sse import answer_run, stream_response
+
+
+def register_chat(app: QuartTrio, service: Service) -> None:
+    """Add ``POST /v1/chat/completions`` (and ``/chat/completions``) to ``app``."""
+    settings = service.settings
+
+    @app.post("/v1/chat/completions")
+    @app.post("/chat/completions")
+    async def chat_completions() -> ResponseReturnValue:
+        record = current_record()
+        body = await read_json_body(settings.max_body_bytes)
+        req = parse_model(ChatCompletionRequest, body)
+        record.model = req.model
+        options = service.options(req.model, req.x_codex, req.reasoning_effort)
+        output = response_format(req.response_format)
+        prompt = chat_prompt(req.messages)
+        prompt = Prompt(prompt.text + output.instruction, prompt.images)
+        async with contextlib.AsyncExitStack() as resources:
+            spec = await service.prepare(
+                prompt, options, resources, param="messages", output_schema=output.schema
+            )
+            handle = await service.start(app.nursery, spec, resources)
+        record.bind(handle)
+        renderer = ChatRenderer(
+            req.model,
+            output,
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
+        )
+        if req.stream:
+            return stream_response(handle, renderer, record, keepalive=settings.keepalive_interval)
+        return await answer_run(handle, renderer, record)
