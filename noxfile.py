@@ -42,12 +42,14 @@ def _python_files() -> list[str]:
 
 @nox.session(python=PYTHONS[0])
 def lint(session: nox.Session) -> None:
-    """ruff format and check, plus the flake8-async rules ruff lacks."""
+    """ruff format and check, the flake8-async rules ruff lacks, and the layout's import rules."""
     session.install("--group", "lint")
+    session.install("--no-deps", "-e", ".")  # lint-imports reads the package's own imports
     session.run("ruff", "format", "--check", ".")
     session.run("ruff", "check", ".")
     # Files, not directories: flake8-async crashes on a directory argument.
     session.run("flake8-async", "--enable=" + ",".join(FLAKE8_ASYNC_ONLY), *_python_files())
+    session.run("lint-imports")
 
 
 @nox.session(python=PYTHONS[0])
