@@ -105,6 +105,7 @@ def create_app(
         queue_timeout=settings.queue_timeout,
         exec_timeout=settings.timeout,
         idle_timeout=settings.idle_timeout,
+        network_wait=settings.network_wait,
     )
     local_only = LocalOnlyPolicy(settings.codex_home, env) if settings.local_only else None
     service = Service(settings, runner, catalog or ModelCatalog([]), local_only=local_only)

@@ -17,6 +17,7 @@ frame once a stream has started)::
     ├── RateLimitError                429 code rate_limit_exceeded, Retry-After
     ├── UpstreamError                 502 (or the status Codex's failure maps to)
     ├── QueueTimeoutError             503 code queue_timeout, Retry-After
+    ├── UpstreamUnreachableError      503 code upstream_unreachable
     └── ExecTimeoutError              504 code timeout
 
 Nothing here imports trio or Quart: the tree is plain data plus ``envelope()``.
@@ -147,6 +148,14 @@ class QueueTimeoutError(ServiceError):
     status = 503
     type = "server_error"
     default_code = "queue_timeout"
+
+
+class UpstreamUnreachableError(ServiceError):
+    """Codex cannot reach its model provider (it waits for the network without end)."""
+
+    status = 503
+    type = "server_error"
+    default_code = "upstream_unreachable"
 
 
 class ExecTimeoutError(ServiceError):

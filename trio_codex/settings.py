@@ -75,6 +75,8 @@ class Settings:
     env_passthrough: tuple[str, ...] = ()
     #: Secret used to bind response ids to API keys (random per process when unset).
     response_id_secret: bytes = b""
+    #: A run whose Codex has waited this long for the network (and made no progress) ends, 503.
+    network_wait: float = 30.0
 
     def __post_init__(self) -> None:
         if self.sandbox_mode == "danger-full-access" and not self.allow_danger_full_access:
@@ -138,6 +140,7 @@ class Settings:
                 n.strip() for n in env.get("CODEX_ENV_PASSTHROUGH", "").split(",") if n.strip()
             ),
             response_id_secret=secret,
+            network_wait=get("CODEX_NETWORK_WAIT_SECONDS", 30.0, _seconds()),
         )
 
 

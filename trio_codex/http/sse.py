@@ -12,7 +12,9 @@ the runner gives up on it by itself.
 
 Guarantees of the stream loop (``stream_run``): the renderer's opening frames (or a keep-alive
 comment) leave as soon as the run holds its slot; a keep-alive comment follows every
-``keepalive`` seconds of silence; the last frames are the renderer's completion or failure, so a
+``keepalive`` seconds of silence; Codex's retry notices ("Reconnecting... waiting for network")
+travel as ``: codex: ...`` comments, which clients ignore and people watching a stream can read;
+the last frames are the renderer's completion or failure, so a
 stream always ends with what its API requires.
 """
 
@@ -27,8 +29,15 @@ from quart import Response
 from quart.wrappers.response import ResponseBody
 
 from ..errors import ServiceError
-from ..openai.frames import KEEPALIVE
-from ..run.events import CodexEvent, Transcript, TurnCompleted, Usage
+from ..openai.frames import KEEPALIVE, progress_comment
+from ..run.events import (
+    CodexEvent,
+    ErrorEvent,
+    Transcript,
+    TurnCompleted,
+    Usage,
+    is_retry_notice,
+)
 from ..run.runner import RunHandle
 from .access import RequestRecord
 
@@ -103,6 +112,8 @@ async def stream_run(
         if event is None:
             yield KEEPALIVE
             continue
+        if isinstance(event, ErrorEvent) and is_retry_notice(event.message):
+            yield progress_comment(event.message)
         if frames := renderer.feed(event):
             yield frames
         if renderer.detach_at_turn_end and isinstance(event, TurnCompleted):

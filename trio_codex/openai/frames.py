@@ -26,3 +26,9 @@ def data_frame(obj: Any) -> bytes:
 def event_frame(event_type: str, obj: Any) -> bytes:
     """``event: <type>`` + ``data: <json>`` frame (the Responses API style)."""
     return b"event: " + event_type.encode() + b"\ndata: " + _dumps(obj) + b"\n\n"
+
+
+def progress_comment(text: str) -> bytes:
+    """An SSE comment carrying a progress notice (one line, at most 300 characters)."""
+    line = " ".join(text.split())[:300]
+    return b": codex: " + line.encode("utf-8", "replace") + b"\n\n"

@@ -139,8 +139,15 @@ def _str(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _is_retry_notice(message: str) -> bool:
+def is_retry_notice(message: str) -> bool:
+    """An ``error`` that is only progress: Codex is retrying, the turn goes on."""
     return message.startswith(("Reconnecting...", "Falling back from WebSockets"))
+
+
+def is_network_wait(message: str) -> bool:
+    """Codex cannot reach its provider at all (no network, DNS, proxy, firewall) and waits for
+    it without end (CODEX_FACTS section 4)."""
+    return message.startswith("Reconnecting... waiting for network")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,7 +220,7 @@ class Transcript:
             case TurnFailed(message=message):
                 self.failure_message = message
             case ErrorEvent(message=message):
-                if not _is_retry_notice(message):
+                if not is_retry_notice(message):
                     self.last_error = message
             case ItemEvent(phase="completed", item_type="error", item=item):
                 self.warnings.append(_str(item.get("message")))

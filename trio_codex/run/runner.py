@@ -41,9 +41,15 @@ from typing import Final, Protocol
 import trio
 from trio_util import AsyncValue
 
-from ..errors import ExecTimeoutError, QueueTimeoutError, ServiceError, UpstreamError
+from ..errors import (
+    ExecTimeoutError,
+    QueueTimeoutError,
+    ServiceError,
+    UpstreamError,
+    UpstreamUnreachableError,
+)
 from ..settings import SandboxMode
-from .events import CodexEvent, Transcript
+from .events import CodexEvent, ErrorEvent, ItemEvent, Transcript, is_network_wait, is_retry_notice
 
 log = logging.getLogger("trio_codex.run.runner")
 
@@ -180,8 +186,10 @@ class CodexRunner:
         queue_timeout: float,
         exec_timeout: float,
         idle_timeout: float | None = None,
+        network_wait: float | None = None,
     ) -> None:
         self.backend = backend
+        self.network_wait = network_wait
         self.limiter = trio.CapacityLimiter(max_parallel)
         self.queue_timeout = queue_timeout
         self.exec_timeout = exec_timeout
@@ -271,9 +279,11 @@ class CodexRunner:
         """Run the backend; every outcome but cancellation ends up in ``handle``."""
         began = trio.current_time()
         idle = _IdleWatch(self.idle_timeout)
+        network = _NetworkWatch()
 
         async def emit(event: CodexEvent) -> None:
             idle.touch()
+            network.see(event)
             handle.transcript.feed(event)
             if handle.detached:
                 await trio.lowlevel.checkpoint()
@@ -293,17 +303,26 @@ class CodexRunner:
                 async with trio.open_nursery() as nursery:
                     if self.idle_timeout is not None:
                         nursery.start_soon(idle.watch, nursery.cancel_scope, self.idle_timeout)
+                    if self.network_wait is not None:
+                        nursery.start_soon(network.watch, nursery.cancel_scope, self.network_wait)
                     handle.exit = await self.backend.run(spec, emit)
                     nursery.cancel_scope.cancel()
-            if deadline.cancelled_caught:
+            if network.fired:
+                handle.error = UpstreamUnreachableError(
+                    f"Codex cannot reach its model provider: it waited {self.network_wait:g} s "
+                    f"for the network (CODEX_NETWORK_WAIT_SECONDS); Codex said: {network.notice}. "
+                    "Check the network, DNS and proxy settings, the provider's base_url and "
+                    "the login (codex login status); the run was stopped"
+                )
+            elif deadline.cancelled_caught:
                 handle.error = ExecTimeoutError(
                     f"Codex did not finish within CODEX_TIMEOUT ({self.exec_timeout:g} s); "
-                    "the run was stopped"
+                    f"the run was stopped{network.last_said()}"
                 )
             elif idle.fired:
                 handle.error = ExecTimeoutError(
                     f"Codex printed nothing for {self.idle_timeout:g} s (CODEX_IDLE_TIMEOUT); "
-                    "the run was stopped"
+                    f"the run was stopped{network.last_said()}"
                 )
         except trio.Cancelled:
             raise
@@ -333,6 +352,45 @@ class _IdleWatch:
         while True:
             await trio.sleep_until(self.last + limit)
             if trio.current_time() >= self.last + limit:
+                self.fired = True
+                scope.cancel()
+                return
+
+
+class _NetworkWatch:
+    """Ends a run whose Codex waits for the network without end (no network, DNS, proxy or
+    firewall trouble: Codex retries for ever, CODEX_FACTS section 4): once it has waited
+    ``limit`` seconds since its first such notice with no progress in between. Every retry
+    notice is logged, and the last one is kept for the error message."""
+
+    def __init__(self) -> None:
+        self.notice: str | None = None
+        self.since: float | None = None
+        self.fired = False
+        self._armed = trio.Event()
+
+    def see(self, event: CodexEvent) -> None:
+        if isinstance(event, ErrorEvent) and is_retry_notice(event.message):
+            log.warning("Codex: %s", event.message[:500])
+            self.notice = event.message[:500]
+            if is_network_wait(event.message) and self.since is None:
+                self.since = trio.current_time()
+                self._armed.set()
+        elif not (isinstance(event, ItemEvent) and event.item_type == "error"):
+            self.since = None  # progress: Codex got through
+
+    def last_said(self) -> str:
+        return f"; Codex last said: {self.notice}" if self.notice else ""
+
+    async def watch(self, scope: trio.CancelScope, limit: float) -> None:
+        while True:
+            if self.since is None:
+                await self._armed.wait()
+                self._armed = trio.Event()
+                continue
+            since = self.since
+            await trio.sleep_until(since + limit)
+            if self.since == since:
                 self.fired = True
                 scope.cancel()
                 return
