@@ -72,7 +72,7 @@ async def test_the_notices_travel_as_stream_comments(
     """A stream carries each notice as a `: codex:` comment, then the error frame."""
     async with running_app(tmp_path, UnreachableBackend(), network_wait=12.0) as app:
         r = await app.test_client().post("/v1/chat/completions", json=chat_body(stream=True))
-        text = (await r.get_data()).decode()
+        text = await r.get_data(as_text=True)
     assert text.count(f": codex: {NOTICE}\n\n") == 3  # t=0, 5, 10
     assert '"code":"upstream_unreachable"' in text
     assert text.endswith("data: [DONE]\n\n")
