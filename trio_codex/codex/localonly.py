@@ -66,19 +66,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path
 
-__all__ = [
-    "CLOUD_PROVIDER_IDS",
-    "CONFIG_FILE_NAME",
-    "LOCAL_ONLY_CODEX_ARGS",
-    "RESERVED_PROVIDER_IDS",
-    "LocalOnlyPolicy",
-    "ProviderVerdict",
-    "argv_config_overrides",
-    "is_loopback_url",
-    "provider_env_keys",
-    "resolve_provider",
-]
-
 #: The file Codex reads from ``$CODEX_HOME``.
 CONFIG_FILE_NAME: Final = "config.toml"
 

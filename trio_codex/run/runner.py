@@ -329,7 +329,11 @@ class CodexRunner:
         except BaseException as exc:
             # A group may mix our cancellation with a real error: keep the error, and let
             # trio re-deliver the cancellation at the next checkpoint.
-            if _only_cancellation(exc):
+            if isinstance(exc, BaseExceptionGroup):
+                _, real = exc.split((trio.Cancelled, KeyboardInterrupt, SystemExit))
+                if real is None:
+                    raise
+            elif isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             log.exception("Codex run failed inside the server")
             handle.error = ServiceError("The server failed while running Codex")
@@ -394,11 +398,3 @@ class _NetworkWatch:
                 self.fired = True
                 scope.cancel()
                 return
-
-
-def _only_cancellation(exc: BaseException) -> bool:
-    if isinstance(exc, trio.Cancelled | KeyboardInterrupt | SystemExit):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_only_cancellation(e) for e in exc.exceptions)
-    return False
