@@ -39,6 +39,7 @@ from .errors import (
 from .http.access import Caller, RequestHook, RequestRecord, current_record, log_request
 from .http.body import error_response
 from .http.chat import register_chat
+from .http.completions import register_completions
 from .http.guards import RateLimiter, check_api_key, key_fingerprint, presented_key
 from .http.responses import register_responses
 from .run.runner import Backend, CodexRunner
@@ -222,6 +223,7 @@ def create_app(
         return service.catalog.resolve(model_id).to_openai()
 
     register_chat(app, service)
+    register_completions(app, service)
     register_responses(app, service, parts.locks)
     return app
 

@@ -16,6 +16,7 @@ from ..openai.chat import ChatRenderer
 from ..openai.formats import response_format
 from ..openai.prompt import Prompt, chat_prompt
 from ..openai.schemas import ChatCompletionRequest, parse_model
+from ..openai.stops import parse_stop
 from ..service import Service
 from .access import current_record
 from .body import read_json_body
@@ -35,6 +36,7 @@ def register_chat(app: QuartTrio, service: Service) -> None:
         record.model = req.model
         options = service.options(req.model, req.x_codex, req.reasoning_effort)
         output = response_format(req.response_format)
+        stop = parse_stop(req.stop)
         prompt = chat_prompt(req.messages)
         prompt = Prompt(prompt.text + output.instruction, prompt.images)
         async with contextlib.AsyncExitStack() as resources:
@@ -47,6 +49,7 @@ def register_chat(app: QuartTrio, service: Service) -> None:
             req.model,
             output,
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
+            stop=stop,
         )
         if req.stream:
             return stream_response(handle, renderer, record, keepalive=settings.keepalive_interval)

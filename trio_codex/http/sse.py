@@ -54,6 +54,11 @@ class Renderer(Protocol):
     #: The answer is complete at ``TurnCompleted``: detach there and let Codex exit on its own.
     detach_at_turn_end: bool
 
+    @property
+    def done(self) -> bool:
+        """The answer is complete before the turn ended (a stop sequence): stop the run."""
+        ...
+
     def open(self) -> bytes:
         """Frames to send once the run holds its slot (may be empty)."""
         ...
@@ -116,10 +121,13 @@ async def stream_run(
             yield progress_comment(event.message)
         if frames := renderer.feed(event):
             yield frames
+        if renderer.done:
+            handle.abort()  # the answer ended at a stop sequence: the rest is not wanted
+            break
         if renderer.detach_at_turn_end and isinstance(event, TurnCompleted):
             handle.detach()  # everything the client gets is here; Codex exits on its own
             break
-    error = handle.failure()
+    error = None if renderer.done else handle.failure()
     closing = renderer.fail(error) if error is not None else renderer.complete(handle.transcript)
     record.answered(renderer.usage, renderer.error.code if renderer.error else None)
     yield closing
@@ -133,11 +141,16 @@ async def answer_run(
     A renderer that does not detach at the turn's end waits for the run (and the release of its
     resources) to be over, so what the answer names (a conversation) is complete on disk.
     """
-    until = _turn_completed if renderer.detach_at_turn_end else None
+
+    def until(event: CodexEvent) -> bool:
+        return renderer.done or (renderer.detach_at_turn_end and isinstance(event, TurnCompleted))
+
     await handle.consume(_drop(renderer), until=until)
-    if not handle.detached:
+    if renderer.done:
+        handle.abort()  # the answer ended at a stop sequence: the rest is not wanted
+    elif not handle.detached:
         await handle.done.wait()
-    error = handle.failure()
+    error = None if renderer.done else handle.failure()
     if error is not None:
         renderer.fail(error)
         record.answered(None)
@@ -145,10 +158,6 @@ async def answer_run(
     renderer.complete(handle.transcript)
     record.answered(renderer.usage)
     return renderer.body()
-
-
-def _turn_completed(event: CodexEvent) -> bool:
-    return isinstance(event, TurnCompleted)
 
 
 def _drop(renderer: Renderer) -> Callable[[CodexEvent], None]:

@@ -9,7 +9,9 @@ with ``finish_reason: "stop"``, the usage chunk (``choices: []``) when
 ``id``, ``object``, ``created`` and ``model``. A failure after the stream began is a
 ``data: {"error": {...}}`` frame followed by ``data: [DONE]``, so a client that reads until
 ``[DONE]`` terminates (the SDKs raise on the error frame). The answer is complete at the turn's
-end: the renderer detaches there and Codex finishes exiting on its own. Pure.
+end: the renderer detaches there and Codex finishes exiting on its own. With ``stop`` sequences
+the answer is cut at the first one, streamed or not (``finish_reason: "stop"``), and it is
+complete there (``done``): the run is stopped. Pure.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import time
 from typing import Any
 
 from ..errors import ServiceError
-from ..run.events import CodexEvent, MessageCompleted, TextDelta, Transcript, Usage
+from ..run.events import CodexEvent, Transcript, Usage
 from .formats import OutputFormat
 from .frames import DONE, data_frame
+from .text import AnswerText
 
 
 def new_completion_id() -> str:
@@ -56,6 +59,7 @@ class ChatRenderer:
         output: OutputFormat,
         *,
         include_usage: bool = False,
+        stop: tuple[str, ...] = (),
         completion_id: str | None = None,
         created: int | None = None,
     ) -> None:
@@ -70,9 +74,12 @@ class ChatRenderer:
         }
         self.usage: Usage | None = None
         self.error: ServiceError | None = None
-        self._text = ""
-        self._sent_any = False
-        self._streamed: set[str] = set()
+        self._answer = AnswerText(final_only=output.final_only, stop=stop)
+
+    @property
+    def done(self) -> bool:
+        """A stop sequence ended the answer before the turn did."""
+        return self._answer.stopped
 
     # -- stream --------------------------------------------------------------------------------
 
@@ -90,30 +97,15 @@ class ChatRenderer:
     def open(self) -> bytes:
         return self._chunk({"role": "assistant", "content": ""}, None)
 
+    def _content(self, text: str) -> bytes:
+        return self._chunk({"content": text}, None) if text else b""
+
     def feed(self, event: CodexEvent) -> bytes:
-        if self.output.final_only:
-            return b""
-        if isinstance(event, TextDelta) and event.delta:
-            prefix = "\n\n" if self._sent_any and event.item_id not in self._streamed else ""
-            self._streamed.add(event.item_id)
-            self._sent_any = True
-            return self._chunk({"content": prefix + event.delta}, None)
-        if (
-            isinstance(event, MessageCompleted)
-            and event.item_id not in self._streamed
-            and event.text
-        ):
-            prefix = "\n\n" if self._sent_any else ""
-            self._sent_any = True
-            return self._chunk({"content": prefix + event.text}, None)
-        return b""
+        return self._content(self._answer.feed(event))
 
     def complete(self, transcript: Transcript) -> bytes:
         self.usage = transcript.usage
-        self._text = transcript.final_text if self.output.final_only else transcript.text
-        frames = b""
-        if self.output.final_only and self._text:
-            frames += self._chunk({"content": self._text}, None)
+        frames = self._content(self._answer.finish(transcript))
         frames += self._chunk({}, "stop")
         if self.include_usage:
             frames += data_frame({**self.base, "choices": [], "usage": chat_usage(self.usage)})
@@ -136,7 +128,7 @@ class ChatRenderer:
                     "index": 0,
                     "message": {
                         "role": "assistant",
-                        "content": self._text,
+                        "content": self._answer.text,
                         "refusal": None,
                         "annotations": [],
                     },

@@ -23,7 +23,7 @@ if set(REASONING_EFFORTS) != set(get_args(ReasoningEffort)):  # pragma: no cover
     raise RuntimeError("ReasoningEffort and settings.REASONING_EFFORTS disagree")
 
 
-class _Open(BaseModel):
+class Open(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
@@ -37,30 +37,30 @@ class XCodex(BaseModel):
     network_access: StrictBool | None = None
 
 
-class ImageURL(_Open):
+class ImageURL(Open):
     url: StrictStr
     detail: StrictStr | None = None
 
 
-class ContentPart(_Open):
+class ContentPart(Open):
     type: StrictStr
     text: StrictStr | None = None
     image_url: ImageURL | StrictStr | None = None
     refusal: StrictStr | None = None
 
 
-class FunctionCall(_Open):
+class FunctionCall(Open):
     name: StrictStr | None = None
     arguments: StrictStr | None = None
 
 
-class ToolCall(_Open):
+class ToolCall(Open):
     id: StrictStr | None = None
     type: StrictStr | None = None
     function: FunctionCall | None = None
 
 
-class ChatMessage(_Open):
+class ChatMessage(Open):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: StrictStr | list[ContentPart] | None = None
     name: StrictStr | None = None
@@ -68,17 +68,18 @@ class ChatMessage(_Open):
     tool_call_id: StrictStr | None = None
 
 
-class StreamOptions(_Open):
+class StreamOptions(Open):
     include_usage: StrictBool | None = None
 
 
-class ChatCompletionRequest(_Open):
+class ChatCompletionRequest(Open):
     model: StrictStr
     messages: list[ChatMessage] = Field(min_length=1)
     stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
     reasoning_effort: ReasoningEffort | None = None
     response_format: dict[str, Any] | None = None
+    stop: StrictStr | list[StrictStr] | None = None
     x_codex: XCodex | None = None
 
 

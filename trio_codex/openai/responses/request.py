@@ -21,32 +21,28 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from ...errors import InvalidRequestError
 from ..formats import OutputFormat, text_format
 from ..prompt import ImagePart, Prompt, Turn, render
-from ..schemas import ReasoningEffort, XCodex, parse_model
+from ..schemas import Open, ReasoningEffort, XCodex, parse_model
 
 MESSAGE_ROLES: Final = frozenset({"user", "assistant", "system", "developer"})
 MAX_METADATA_KEYS: Final = 16
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-
-class ReasoningParam(_Open):
+class ReasoningParam(Open):
     effort: ReasoningEffort | None = None
     summary: StrictStr | None = None
 
 
-class TextParam(_Open):
+class TextParam(Open):
     format: dict[str, Any] | None = None
     verbosity: StrictStr | None = None
 
 
-class ResponsesRequest(_Open):
+class ResponsesRequest(Open):
     """``POST /v1/responses``; unknown fields are accepted (and ignored)."""
 
     model: StrictStr

@@ -392,6 +392,8 @@ class ResponsesRenderer:
     """
 
     detach_at_turn_end = False
+    #: The Responses API has no stop sequences: the answer ends with the turn.
+    done = False
 
     def __init__(
         self,
