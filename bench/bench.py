@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """What a request through trio_codex costs, against running ``codex exec`` by hand.
 
 Runs the real Codex CLI (``tests/node``, or ``TRIO_CODEX_TEST_CODEX``) against the fake
-Responses upstream (``tests/fake_upstream.py``) on 127.0.0.1, and the server as
+Responses upstream (``tests/support/fake_upstream.py``) on 127.0.0.1, and the server as
 ``python -m trio_codex`` on 127.0.0.1 port 0; nothing leaves the machine. Prints one table; every
 figure is given with the baseline it is compared to, measured in the same run, and their ratio.
 
@@ -17,7 +16,8 @@ figure is given with the baseline it is compared to, measured in the same run, a
 * server RSS: idle, per running request (Codex excluded) and per queued request, against the
   RSS of one Codex process.
 
-Usage: ``python bench/bench.py [--runs 30] [--requests 48]``. Takes about two minutes.
+Usage, from the repository root: ``python -m bench.bench [--runs 30] [--requests 48]``. Takes
+about two minutes.
 """
 
 from __future__ import annotations
@@ -41,10 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
-
-from codex_cli import (  # noqa: E402
+from tests.support.codex_cli import (
     FakeUpstream,
     codex_env,
     exec_argv,
@@ -53,10 +50,10 @@ from codex_cli import (  # noqa: E402
     private_home,
     write_codex_home,
 )
-
-from trio_codex.codex.command import build_command  # noqa: E402
-from trio_codex.run.runner import RunSpec  # noqa: E402
-from trio_codex.settings import Settings  # noqa: E402
+from tests.support.paths import REPO_ROOT
+from trio_codex.codex.command import build_command
+from trio_codex.run.runner import RunSpec
+from trio_codex.settings import Settings
 
 PROMPT = "Say hi. [[fake:reply=Hi there, from the fake upstream.]]"
 MODEL = "fake-model"
@@ -206,7 +203,7 @@ def server(lab: Lab, *, parallel: int, timeout: float = 120.0) -> Iterator[Serve
     proc = subprocess.Popen(
         [sys.executable, "-m", "trio_codex", "--bind", "127.0.0.1:0", "--graceful-timeout", "1"],
         env=env,
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

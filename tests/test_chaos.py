@@ -33,8 +33,10 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import TEST_CATALOG, ScriptedBackend, ServerFactory, make_settings
-from harness import (
+from trio_util import AsyncValue
+
+from tests.support.fakes import TEST_CATALOG, ScriptedBackend, make_settings
+from tests.support.harness import (
     assert_no_process_in,
     chat_body,
     check_completion,
@@ -46,8 +48,7 @@ from harness import (
     parse_response,
     rss_kib,
 )
-from trio_util import AsyncValue
-
+from tests.support.servers import ServerFactory
 from trio_codex import create_app
 from trio_codex.api import components
 from trio_codex.run.runner import CodexRunner, RunSpec

@@ -12,8 +12,9 @@ from typing import Any
 import openai
 import pytest
 import trio
-from codex_cli import FakeUpstream
-from conftest import ServerFactory, in_thread, sdk, serve_real_codex
+
+from tests.support.codex_cli import FakeUpstream
+from tests.support.servers import ServerFactory, in_thread, sdk, serve_real_codex
 
 pytestmark = [pytest.mark.slow, pytest.mark.realcodex]
 

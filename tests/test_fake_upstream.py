@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import pytest
-from codex_cli import (
+
+from tests.support.codex_cli import (
     CodexRun,
     FakeUpstream,
     codex_env,
@@ -26,8 +27,9 @@ from codex_cli import (
     run_codex_exec,
     write_codex_home,
 )
-from conftest import require_codex_cli, tiny_png
-from fake_upstream import example_from_schema, parse_directive, split_text
+from tests.support.fake_upstream import example_from_schema, parse_directive, split_text
+from tests.support.fakes import tiny_png
+from tests.support.servers import require_codex_cli
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import TEST_CATALOG, ServerFactory, make_fifo, make_settings, read_notify
-from harness import (
+
+from tests.support.fakes import TEST_CATALOG, make_fifo, make_settings, read_notify
+from tests.support.harness import (
     assert_no_process_in,
     chat_body,
     check_completion,
@@ -39,7 +40,7 @@ from harness import (
     release_gate,
     rss_kib,
 )
-
+from tests.support.servers import ServerFactory
 from trio_codex import create_app
 from trio_codex.api import components
 from trio_codex.codex.exec import ExecBackend

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 import trio
-from codex_cli import FakeUpstream
-from conftest import ServerFactory, serve_real_codex
-from harness import (
+
+from tests.support.codex_cli import FakeUpstream
+from tests.support.harness import (
     assert_no_process_in,
     check_error,
     check_stream,
@@ -31,6 +31,7 @@ from harness import (
     kill_all_in,
     raw_exchange,
 )
+from tests.support.servers import ServerFactory, serve_real_codex
 
 pytestmark = [pytest.mark.slow, pytest.mark.realcodex]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from conftest import ServerFactory, running_app, serve_real_codex
-from harness import chat_body
 from trio.testing import MockClock
 
+from tests.support.harness import chat_body
+from tests.support.servers import ServerFactory, running_app, serve_real_codex
 from trio_codex.run.events import ErrorEvent, TextDelta, ThreadStarted, TurnCompleted, Usage
 from trio_codex.run.runner import Emit, ExitInfo, RunSpec
 

@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from conftest import TEST_CATALOG, ServerFactory, make_fifo, make_settings, read_notify
-from harness import alive, chat_body, wait_gone
 
+from tests.support.fakes import TEST_CATALOG, make_fifo, make_settings, read_notify
+from tests.support.harness import alive, chat_body, wait_gone
+from tests.support.servers import ServerFactory
 from trio_codex import create_app
 from trio_codex.api import components
 from trio_codex.codex.exec import EXIT_DRAIN, ExecBackend

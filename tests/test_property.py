@@ -17,9 +17,9 @@ from typing import Any
 
 import hypothesis.strategies as st
 import trio
-from conftest import TEST_CATALOG, make_settings
 from hypothesis import HealthCheck, event, given, settings
 
+from tests.support.fakes import TEST_CATALOG, make_settings
 from trio_codex import create_app
 from trio_codex.api import components
 from trio_codex.codex.command import build_command

@@ -19,8 +19,9 @@ import openai
 import pydantic
 import pytest
 import trio
-from codex_cli import FakeUpstream, codex_env, private_home, resume_argv
-from conftest import (
+
+from tests.support.codex_cli import FakeUpstream, codex_env, private_home, resume_argv
+from tests.support.servers import (
     ServerFactory,
     in_thread,
     require_codex_cli,
@@ -29,8 +30,7 @@ from conftest import (
     serve_real_codex,
     service_of,
 )
-from test_responses_spec import stream_events, stream_problems
-
+from tests.test_responses_spec import stream_events, stream_problems
 from trio_codex.openai.responses.ids import ResponseIdCodec, key_binding
 
 pytestmark = [pytest.mark.slow, pytest.mark.realcodex]

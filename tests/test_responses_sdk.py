@@ -17,21 +17,20 @@ import openai
 import pydantic
 import pytest
 import trio
-from conftest import (
+from openai.types.responses import ResponseFormatTextJSONSchemaConfigParam
+
+from tests.support.fakes import make_fifo, read_notify
+from tests.support.paths import NODE_DIR
+from tests.support.servers import (
     SdkClientFactory,
     ServerFactory,
     ignore_sdk_stream_gc,
     in_thread,
-    make_fifo,
-    read_notify,
     serve_fake,
     skip_or_fail,
 )
-from openai.types.responses import ResponseFormatTextJSONSchemaConfigParam
 
 pytestmark = pytest.mark.slow
-
-NODE_DIR = Path(__file__).parent / "node"
 
 
 class Person(pydantic.BaseModel):

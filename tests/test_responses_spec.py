@@ -20,12 +20,15 @@ from typing import Any, cast
 import jsonschema
 import pytest
 import trio
-from conftest import ScriptedBackend, running_app
 from quart_trio import QuartTrio
 from quart_trio.testing import connections as quart_connections
 from trio.testing import MockClock
 
-SCHEMAS = Path(__file__).parent / "data" / "openai_responses_schemas.json"
+from tests.support.fakes import ScriptedBackend
+from tests.support.paths import DATA_DIR
+from tests.support.servers import running_app
+
+SCHEMAS = DATA_DIR / "openai_responses_schemas.json"
 REF = "#/components/schemas/"
 TERMINAL = ("response.completed", "response.failed", "response.incomplete")
 

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from conftest import ScriptedBackend, runner_of, running_app
 from quart_trio import QuartTrio
-from test_responses_spec import post_stream, stream_problems
 from trio.testing import MockClock
 
+from tests.support.fakes import ScriptedBackend
+from tests.support.servers import runner_of, running_app
+from tests.test_responses_spec import post_stream, stream_problems
 from trio_codex.api import components
 from trio_codex.run.threads import ThreadLocks
 

@@ -12,7 +12,14 @@ from typing import Any
 import openai
 import pytest
 import trio
-from conftest import SdkClientFactory, ServerFactory, ignore_sdk_stream_gc, in_thread, serve_fake
+
+from tests.support.servers import (
+    SdkClientFactory,
+    ServerFactory,
+    ignore_sdk_stream_gc,
+    in_thread,
+    serve_fake,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -170,7 +177,7 @@ async def test_sdk_503_when_queue_is_full(
     tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
 ) -> None:
     """With the only slot busy and no queueing allowed, the SDK raises InternalServerError 503."""
-    from conftest import make_fifo, read_notify
+    from tests.support.fakes import make_fifo, read_notify
 
     url = await serve_fake(
         tmp_path, fake_codex, start_server, max_parallel_requests=1, queue_timeout=0.0

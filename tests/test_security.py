@@ -24,26 +24,28 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from codex_cli import FakeUpstream, codex_env, private_home
-from conftest import (
+from quart_trio import QuartTrio
+from trio.testing import MockClock
+
+from tests.support.codex_cli import FakeUpstream, codex_env, private_home
+from tests.support.fakes import (
     TEST_CATALOG,
     ScriptedBackend,
-    ServerFactory,
     make_fifo,
     make_settings,
     read_notify,
+    tiny_png,
+)
+from tests.support.harness import chat_body, wait_gone
+from tests.support.servers import (
+    ServerFactory,
     require_codex_cli,
     runner_of,
     scratch_root,
     serve_real_codex,
     service_of,
-    tiny_png,
 )
-from conftest import running_app as app_in_process
-from harness import chat_body, wait_gone
-from quart_trio import QuartTrio
-from trio.testing import MockClock
-
+from tests.support.servers import running_app as app_in_process
 from trio_codex import create_app
 from trio_codex.codex.command import build_argv, server_config_overrides
 from trio_codex.codex.exec import ExecBackend

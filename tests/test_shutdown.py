@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import make_fifo, read_notify
-from harness import (
+
+from tests.support.fakes import make_fifo, read_notify
+from tests.support.harness import (
     ServerProcess,
     alive,
     assert_no_process_in,
@@ -38,12 +39,11 @@ from harness import (
     wait_all_gone,
     wait_gone,
 )
-
+from tests.support.paths import REPO_ROOT
 from trio_codex.codex.reaper import REAPER_MAIN, Reaper
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 GRACEFUL = 2  # seconds (hypercorn takes an integer)
 GRACE = 0.5
 
@@ -100,7 +100,7 @@ async def test_graceful_shutdown_with_requests_in_flight(
     replies: dict[str, bytes] = {}
     try:
         with trio.fail_after(40):
-            async with run_server(launcher, env, graceful=GRACEFUL, cwd=ROOT) as server:
+            async with run_server(launcher, env, graceful=GRACEFUL, cwd=REPO_ROOT) as server:
 
                 async def call(name: str) -> None:
                     replies[name] = await raw_call(server, requests[name])
@@ -162,7 +162,7 @@ async def test_worker_killed_with_sigkill_leaves_no_codex(tmp_path: Path, fake_c
     }
     try:
         with trio.fail_after(30):
-            async with run_server("hypercorn", env, graceful=GRACEFUL, cwd=ROOT) as server:
+            async with run_server("hypercorn", env, graceful=GRACEFUL, cwd=REPO_ROOT) as server:
                 async with trio.open_nursery() as clients:
                     for body in requests.values():
                         clients.start_soon(raw_call, server, body)
@@ -199,7 +199,7 @@ async def test_module_exits_even_when_a_client_stops_reading(
     fifo = make_fifo(tmp_path)
     try:
         with trio.fail_after(30):
-            async with run_server("module", env, graceful=GRACEFUL, cwd=ROOT) as server:
+            async with run_server("module", env, graceful=GRACEFUL, cwd=REPO_ROOT) as server:
                 host, port = server.hostport
                 sock = await trio.open_tcp_stream(host, port)
                 sock.setsockopt(  # a small receive window fills sooner

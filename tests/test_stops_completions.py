@@ -13,17 +13,17 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import (
-    ScriptedBackend,
+from trio.testing import MockClock
+
+from tests.support.fakes import ScriptedBackend
+from tests.support.harness import chat_body
+from tests.support.servers import (
     SdkClientFactory,
     ServerFactory,
     in_thread,
     running_app,
     serve_fake,
 )
-from harness import chat_body
-from trio.testing import MockClock
-
 from trio_codex.errors import InvalidRequestError
 from trio_codex.openai.stops import StopCutter, parse_stop
 from trio_codex.openai.text import AnswerText

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import ScriptedBackend, runner_of, running_app
-from harness import chat_body
 from trio.testing import MockClock
 
+from tests.support.fakes import ScriptedBackend
+from tests.support.harness import chat_body
+from tests.support.servers import runner_of, running_app
 from trio_codex.run.runner import ATTACH_TIMEOUT, RunSpec
 
 

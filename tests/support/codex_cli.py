@@ -1,4 +1,4 @@
-"""Helpers for tests that run the real Codex CLI against ``tests/fake_upstream.py``.
+"""Helpers for tests that run the real Codex CLI against ``tests/support/fake_upstream.py``.
 
 * ``find_codex_cli()`` / ``native_codex_binary()`` locate the CLI (pinned in
   ``tests/node/package.json``; install it with ``npm ci --prefix tests/node``).
@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from tests.support.paths import FAKE_UPSTREAM_SCRIPT, NODE_DIR
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from types import TracebackType
@@ -35,9 +37,7 @@ if TYPE_CHECKING:
 CODEX_ENV_VAR = "TRIO_CODEX_TEST_CODEX"
 """Environment variable naming the Codex CLI to test (a path, or a command on PATH)."""
 
-TESTS_DIR = Path(__file__).resolve().parent
-NODE_SHIM = TESTS_DIR / "node" / "node_modules" / ".bin" / "codex"
-FAKE_UPSTREAM_SCRIPT = TESTS_DIR / "fake_upstream.py"
+NODE_SHIM = NODE_DIR / "node_modules" / ".bin" / "codex"
 FAKE_API_KEY = "x"
 
 # (Node os, Node arch) -> Rust target triple, as in @openai/codex/bin/codex.js
@@ -59,7 +59,7 @@ def find_codex_cli() -> Path | None:
     Order: the ``TRIO_CODEX_TEST_CODEX`` environment variable (a path or a command name on
     PATH; when it is set and does not resolve, the result is None rather than a fallback,
     so a wrong setting is not silently replaced by another CLI), then
-    ``tests/node/node_modules/.bin/codex`` next to this file, then ``codex`` on PATH.
+    ``tests/node/node_modules/.bin/codex``, then ``codex`` on PATH.
     """
     configured = os.environ.get(CODEX_ENV_VAR, "").strip()
     if configured:
@@ -191,7 +191,7 @@ def codex_env(home: Path, codex_home: Path, **extra: str) -> dict[str, str]:
 
 
 class FakeUpstream:
-    """Runs ``tests/fake_upstream.py --port 0`` as a subprocess (a context manager).
+    """Runs ``tests/support/fake_upstream.py --port 0`` as a subprocess (a context manager).
 
     Entering waits (at most ``start_timeout`` seconds) for the ``LISTENING`` line; leaving
     terminates the process (killing it after 5 s).  ``base_url`` is ``http://127.0.0.1:<port>``.

@@ -2,11 +2,11 @@
 
 Stdlib only.  Run it as a subprocess::
 
-    python tests/fake_upstream.py --port 0 [--log FILE]
+    python tests/support/fake_upstream.py --port 0 [--log FILE]
 
 It binds ``127.0.0.1`` only; the first line on stdout is ``LISTENING 127.0.0.1:<port>``
 (flushed), so a harness can start it with ``--port 0`` and read the port back.  Point a
-Codex custom provider at ``http://127.0.0.1:<port>/v1`` (see ``tests/codex_cli.py``).
+Codex custom provider at ``http://127.0.0.1:<port>/v1`` (see ``tests/support/codex_cli.py``).
 
 Endpoints
 ---------
