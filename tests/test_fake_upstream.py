@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 import pytest
 
+from tests.support import sse
 from tests.support.codex_cli import (
     CodexRun,
     FakeUpstream,
@@ -168,12 +169,7 @@ def post_responses(connection: http.client.HTTPConnection, prompt: str) -> http.
 
 def sse_events(response: http.client.HTTPResponse) -> list[dict[str, Any]]:
     """Parse a complete SSE body into its ``data`` objects."""
-    text = response.read().decode()
-    return [
-        json.loads(line.removeprefix("data: "))
-        for line in text.splitlines()
-        if line.startswith("data: ")
-    ]
+    return sse.payloads(response.read())
 
 
 @pytest.mark.slow

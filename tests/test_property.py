@@ -19,6 +19,7 @@ import hypothesis.strategies as st
 import trio
 from hypothesis import HealthCheck, event, given, settings
 
+from tests.support import sse
 from tests.support.fakes import TEST_CATALOG, make_settings
 from trio_codex import create_app
 from trio_codex.api import components
@@ -111,10 +112,10 @@ def check_answer(tmp_path: Path, raw: bytes) -> int:
         return status
     assert runs == 1
     if content_type.startswith("text/event-stream"):
-        frames = [f for f in body.decode().split("\n\n") if f and not f.startswith(":")]
-        assert frames[-1] == "data: [DONE]"
+        frames = [f for f in sse.frames(body) if not f.raw.startswith(":")]
+        assert frames[-1].raw == "data: [DONE]"
         for frame in frames[:-1]:
-            chunk = json.loads(frame.removeprefix("data: "))
+            chunk = frame.json()
             assert chunk["object"] == "chat.completion.chunk"
     else:
         completion = json.loads(body)

@@ -24,6 +24,7 @@ from quart_trio import QuartTrio
 from quart_trio.testing import connections as quart_connections
 from trio.testing import MockClock
 
+from tests.support import sse
 from tests.support.fakes import ScriptedBackend
 from tests.support.paths import DATA_DIR
 from tests.support.servers import running_app
@@ -117,30 +118,10 @@ def spec_errors(name: str, instance: Any) -> list[str]:
 # --------------------------------------------------------------------------- streams
 
 
-def parse_sse(text: str) -> list[tuple[str | None, str]]:
-    """``(event name, data)`` of every frame; comments (keep-alives) are skipped."""
-    frames: list[tuple[str | None, str]] = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        name: str | None = None
-        data: list[str] = []
-        for line in block.split("\n"):
-            if not line or line.startswith(":"):
-                continue
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "event":
-                name = value
-            elif field == "data":
-                data.append(value)
-        if name is not None or data:
-            frames.append((name, "\n".join(data)))
-    return frames
-
-
 def stream_events(text: str) -> list[dict[str, Any]]:
     """The JSON events of a Responses SSE body (asserting each ``event:`` names its type)."""
     events = []
-    for name, data in parse_sse(text):
+    for name, data in sse.events(text):
         event = json.loads(data)
         assert name == event["type"], (name, event)
         events.append(event)

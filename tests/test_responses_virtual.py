@@ -16,6 +16,7 @@ import trio.testing
 from quart_trio import QuartTrio
 from trio.testing import MockClock
 
+from tests.support import sse
 from tests.support.fakes import ScriptedBackend
 from tests.support.servers import runner_of, running_app
 from tests.test_responses_spec import post_stream, stream_problems
@@ -124,13 +125,12 @@ async def test_stream_of_a_continuation_is_created_at_once(
 
 
 def _timed_events(chunks: list[tuple[float, bytes]]) -> list[tuple[float, dict[str, Any]]]:
-    out = []
-    for t, chunk in chunks:
-        for frame in chunk.decode().split("\n\n"):
-            data = [ln.removeprefix("data: ") for ln in frame.split("\n") if ln.startswith("data:")]
-            if data:
-                out.append((t, json.loads(data[0])))
-    return out
+    return [
+        (t, frame.json())
+        for t, chunk in chunks
+        for frame in sse.frames(chunk)
+        if frame.data is not None
+    ]
 
 
 async def test_stream_events_and_sequence_numbers(
@@ -337,7 +337,7 @@ async def test_a_streamed_new_thread_is_busy_until_its_run_ends(
             head = b""
             while b"response.in_progress" not in head:
                 head += await connection.receive()
-            created = json.loads(head.split(b"data: ", 1)[1].split(b"\n", 1)[0])
+            created = sse.payloads(head)[0]
             rid = created["response"]["id"]
             busy = await create(app, body(previous_response_id=rid))
             with trio.fail_after(10):

@@ -8,33 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
 from trio.testing import MockClock
 
+from tests.support import sse
 from tests.support.fakes import ScriptedBackend
 from tests.support.harness import chat_body
 from tests.support.servers import runner_of, running_app
 from trio_codex.run.runner import ATTACH_TIMEOUT, RunSpec
-
-
-def sse_events(body: bytes | str) -> list[Any]:
-    """Parse an SSE body into JSON payloads, '[DONE]' and 'keep-alive' markers."""
-    out: list[Any] = []
-    text = body.decode() if isinstance(body, bytes) else body
-    for frame in text.split("\n\n"):
-        if not frame.strip():
-            continue
-        if frame.startswith(":"):
-            out.append("keep-alive")
-            continue
-        data = "".join(
-            line[len("data: ") :] for line in frame.splitlines() if line.startswith("data: ")
-        )
-        out.append("[DONE]" if data == "[DONE]" else json.loads(data))
-    return out
 
 
 async def test_non_stream_completion_shape(
@@ -77,7 +60,7 @@ async def test_stream_shape_with_usage(
         )
         assert response.status_code == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")
-        events = sse_events(await response.get_data())
+        events = sse.payloads(await response.get_data(), comment="keep-alive")
         assert events[-1] == "[DONE]"
         chunks = events[:-1]
         assert {(c["id"], c["object"], c["created"], c["model"]) for c in chunks} == {
@@ -100,7 +83,7 @@ async def test_stream_sends_keepalives_while_codex_is_silent(
         response = await app.test_client().post(
             "/v1/chat/completions", json=chat_body("[[run:sleep=12;reply=x]]", stream=True)
         )
-        events = sse_events(await response.get_data())
+        events = sse.payloads(await response.get_data(), comment="keep-alive")
         assert events.count("keep-alive") == 2
         assert events.index("keep-alive") == 1  # after the role chunk, before any content
 
@@ -155,7 +138,7 @@ async def test_exec_timeout_in_stream_is_an_error_frame(
             "/v1/chat/completions", json=chat_body("[[run:sleep=30]]", stream=True)
         )
         assert response.status_code == 200
-        events = sse_events(await response.get_data())
+        events = sse.payloads(await response.get_data(), comment="keep-alive")
         assert events[-2]["error"]["code"] == "timeout"
         assert events[-1] == "[DONE]"
         assert events.count("[DONE]") == 1

@@ -4,6 +4,7 @@
   the FIFO the fake codex reports its pids on;
 * ``servers``: the app in process, on a real Hypercorn (with the fake codex or the real Codex
   CLI against the fake upstream), and the sync ``openai`` client in a worker thread;
+* ``sse``: the one parser of server-sent events (chat chunks and Responses events alike);
 * ``harness``: ``/proc`` probes, the server as a child process, raw HTTP, answer checks;
 * ``codex_cli``: finding, configuring and running the real Codex CLI, and ``FakeUpstream``;
 * ``fake_codex`` (a fake ``codex`` executable) and ``fake_upstream`` (a fake Responses API),

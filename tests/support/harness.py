@@ -30,6 +30,8 @@ from typing import Any
 
 import trio
 
+from tests.support import sse
+
 # --------------------------------------------------------------------------- /proc
 
 
@@ -385,23 +387,19 @@ def check_stream(body: bytes, *, complete: bool = True) -> StreamOutcome:
     error = None
     done = False
     frames = 0
-    events = body.decode("utf-8").split("\n\n")
-    tail = events.pop()  # after the last blank line: empty for a complete stream
+    events, tail = sse.split(body)  # tail: after the last blank line, empty for a complete stream
     for event in events:
-        if not event:
+        if event.raw.startswith(":"):
+            assert event.raw == ": keep-alive", event.raw
             continue
-        if event.startswith(":"):
-            assert event == ": keep-alive", event
-            continue
-        assert event.startswith("data: "), event
-        assert not done, f"an event after [DONE]: {event!r}"
-        data = event.removeprefix("data: ")
-        assert error is None or data == "[DONE]", f"an event after the error: {event!r}"
+        assert event.raw.startswith("data: "), event.raw
+        assert not done, f"an event after [DONE]: {event.raw!r}"
+        assert error is None or event.data == sse.DONE, f"an event after the error: {event.raw!r}"
         frames += 1
-        if data == "[DONE]":
+        if event.data == sse.DONE:
             done = True
             continue
-        obj = json.loads(data)
+        obj = event.json()
         if "error" in obj:
             error = check_error(obj)
             continue
