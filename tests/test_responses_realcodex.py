@@ -30,7 +30,7 @@ from tests.support.servers import (
     serve_real_codex,
     service_of,
 )
-from tests.test_responses_spec import stream_events, stream_problems
+from tests.support.spec import stream_events, stream_problems
 from trio_codex.openai.responses.ids import ResponseIdCodec, key_binding
 
 pytestmark = [pytest.mark.slow, pytest.mark.realcodex]

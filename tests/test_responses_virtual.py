@@ -18,8 +18,8 @@ from trio.testing import MockClock
 
 from tests.support import sse
 from tests.support.fakes import ScriptedBackend
-from tests.support.servers import runner_of, running_app
-from tests.test_responses_spec import post_stream, stream_problems
+from tests.support.servers import post_stream, runner_of, running_app
+from tests.support.spec import stream_problems
 from trio_codex.api import components
 from trio_codex.run.threads import ThreadLocks
 

@@ -1,20 +1,23 @@
-"""The app under test: in process (``app.test_app()``), on a real Hypercorn with the fake codex
+"""The app under test: in process (``app.test_app()``, with ``post_stream`` to read a
+Responses stream as it arrives), on a real Hypercorn with the fake codex
 or with the real Codex CLI against the fake upstream, and the sync ``openai`` client run in a
 worker thread against it."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar, cast
 
 import openai
 import pytest
 import trio
 from quart_trio import QuartTrio
+from quart_trio.testing import connections as quart_connections
 
 from tests.support.codex_cli import (
     FAKE_API_KEY,
@@ -24,6 +27,7 @@ from tests.support.codex_cli import (
     write_codex_home,
 )
 from tests.support.fakes import TEST_CATALOG, make_settings
+from tests.support.spec import stream_events
 from trio_codex import create_app
 from trio_codex.api import components
 from trio_codex.run.runner import CodexRunner
@@ -63,6 +67,49 @@ def scratch_root(app: QuartTrio, tmp_path: Path) -> Path:
     root.mkdir()
     service_of(app).scratch_root = root
     return root
+
+
+# --------------------------------------------------------------------------- Responses streams
+
+
+@dataclasses.dataclass
+class Streamed:
+    """A response read chunk by chunk, with the virtual time each chunk arrived."""
+
+    status: int
+    chunks: list[tuple[float, bytes]]
+
+    @property
+    def text(self) -> str:
+        return b"".join(c for _, c in self.chunks).decode()
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return stream_events(self.text)
+
+
+async def post_stream(
+    app: QuartTrio, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Streamed:
+    """POST ``body`` to /v1/responses and read the body as it arrives (the test client's
+    ``post`` holds only 10 chunks until the handler returns, so long streams need this)."""
+    async with app.test_client().request(
+        "/v1/responses",
+        method="POST",
+        headers={"Content-Type": "application/json", **(headers or {})},
+    ) as connection:
+        await connection.send(json.dumps(body).encode())
+        await connection.send_complete()
+        chunks: list[tuple[float, bytes]] = []
+        while True:
+            try:
+                chunk = await connection.receive()
+            except trio.EndOfChannel:
+                break
+            chunks.append((trio.current_time(), chunk))
+        status = cast(quart_connections.TestHTTPConnection, connection).status_code
+    assert status is not None
+    return Streamed(status, chunks)
 
 
 # --------------------------------------------------------------------------- real Hypercorn
