@@ -2,9 +2,10 @@
 //
 // Usage: node tests/node/responses.mjs <base_url>   (base_url ends with /v1)
 //
-// Runs against a trio_codex server backed by tests/fake_codex.py and prints one JSON object
-// with what the SDK returned; tests/test_responses_sdk.py asserts on it. Any exception the SDK
-// raises (a stream it rejects, a bad shape) fails the script with a non-zero exit.
+// Runs against a trio_codex server backed by tests/support/fake_codex.py and prints one JSON
+// object with what the SDK returned; tests/system/test_responses_sdk.py asserts on it. Any
+// exception the SDK raises (a stream it rejects, a bad shape) fails the script with a non-zero
+// exit.
 import OpenAI from "openai";
 
 const baseURL = process.argv[2];

@@ -1,4 +1,5 @@
-"""Tests of ``tests/fake_upstream.py``: on its own over HTTP, and driven by the real Codex CLI.
+"""Tests of ``tests/support/fake_upstream.py``: on its own over HTTP, and driven by the real
+Codex CLI.
 
 The ``realcodex`` tests need the CLI pinned in ``tests/node`` (``npm ci --prefix tests/node``)
 or one named by ``TRIO_CODEX_TEST_CODEX``; without it they are skipped, or fail when the
