@@ -1,0 +1,110 @@
+"""Layer 1: ``trio_codex.settings``: the environment variables, their defaults, and the
+errors that name a bad one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trio_codex.settings import Settings, SettingsError
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    codex = tmp_path / "codex"
+    codex.write_text("#!/bin/sh\n")
+    codex.chmod(0o755)
+    return {"CODEX_PATH": str(codex), "CODEX_HOME": str(tmp_path), **extra}
+
+
+def test_settings_defaults(tmp_path: Path) -> None:
+    """With nothing set, every documented default applies and the workdir is private."""
+    s = Settings.from_env(_env(tmp_path))
+    assert s.api_keys == ()
+    assert s.rate_limit_per_minute == 0
+    assert s.sandbox_mode == "read-only"
+    assert s.reasoning_effort is None
+    assert s.local_only is False
+    assert s.allow_danger_full_access is False
+    assert s.timeout == 600.0
+    assert s.max_parallel_requests == 4
+    assert s.queue_timeout == 30.0
+    assert s.workdir != Path.cwd()
+    assert s.workdir.is_dir()
+    assert (s.workdir.stat().st_mode & 0o077) == 0
+
+
+def test_settings_parse_values(tmp_path: Path) -> None:
+    """Keys are split on commas; numbers and booleans parse."""
+    s = Settings.from_env(
+        _env(
+            tmp_path,
+            PROXY_API_KEY="a, b,,c",
+            RATE_LIMIT_PER_MINUTE="10",
+            CODEX_WORKDIR=str(tmp_path),
+            CODEX_SANDBOX_MODE="workspace-write",
+            CODEX_REASONING_EFFORT="high",
+            CODEX_LOCAL_ONLY="1",
+            CODEX_TIMEOUT="12.5",
+            CODEX_MAX_PARALLEL_REQUESTS="2",
+            CODEX_QUEUE_TIMEOUT_SECONDS="0",
+        )
+    )
+    assert s.api_keys == ("a", "b", "c")
+    assert s.rate_limit_per_minute == 10
+    assert s.workdir == tmp_path.resolve()
+    assert s.sandbox_mode == "workspace-write"
+    assert s.reasoning_effort == "high"
+    assert s.local_only is True
+    assert s.timeout == 12.5
+    assert s.max_parallel_requests == 2
+    assert s.queue_timeout == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("CODEX_SANDBOX_MODE", "full", "read-only, workspace-write, danger-full-access"),
+        ("CODEX_TIMEOUT", "soon", "not a number"),
+        ("CODEX_TIMEOUT", "0", "> 0"),
+        ("CODEX_TIMEOUT", "-1", "> 0"),
+        ("CODEX_TIMEOUT", "inf", "finite"),
+        ("CODEX_MAX_PARALLEL_REQUESTS", "0", "minimum of 1"),
+        ("CODEX_MAX_PARALLEL_REQUESTS", "two", "not an integer"),
+        ("RATE_LIMIT_PER_MINUTE", "-5", "minimum of 0"),
+        ("CODEX_LOCAL_ONLY", "maybe", "not a boolean"),
+        ("CODEX_REASONING_EFFORT", "extreme", "low, medium, high"),
+        ("CODEX_WORKDIR", "/does/not/exist", "not an existing directory"),
+        ("CODEX_PATH", "/does/not/exist/codex", "not an executable"),
+    ],
+)
+def test_bad_setting_names_the_variable(
+    tmp_path: Path, name: str, value: str, fragment: str
+) -> None:
+    """A bad value stops startup with the variable's name and what is allowed."""
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({**_env(tmp_path), name: value})
+    assert str(info.value).startswith(name)
+    assert fragment in str(info.value)
+
+
+def test_danger_sandbox_needs_the_double_switch(tmp_path: Path) -> None:
+    """danger-full-access as the server default needs CODEX_ALLOW_DANGER_FULL_ACCESS=1."""
+    with pytest.raises(SettingsError, match="CODEX_ALLOW_DANGER_FULL_ACCESS"):
+        Settings.from_env(_env(tmp_path, CODEX_SANDBOX_MODE="danger-full-access"))
+    s = Settings.from_env(
+        _env(tmp_path, CODEX_SANDBOX_MODE="danger-full-access", CODEX_ALLOW_DANGER_FULL_ACCESS="1")
+    )
+    assert s.sandbox_mode == "danger-full-access"
+
+
+def test_missing_codex_home_is_created(tmp_path: Path) -> None:
+    """Codex refuses a CODEX_HOME that does not exist, so the server creates it (private)."""
+    home = tmp_path / "fresh" / "codex"
+    settings = Settings.from_env({**_env(tmp_path), "CODEX_HOME": str(home)})
+    assert settings.codex_home == home
+    assert home.is_dir()
+    assert (home.stat().st_mode & 0o077) == 0
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SettingsError, match=r"^CODEX_HOME"):
+        Settings.from_env({**_env(tmp_path), "CODEX_HOME": str(tmp_path / "file")})
