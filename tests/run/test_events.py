@@ -1,5 +1,5 @@
-"""Layer 1: ``trio_codex.run.events``: the transcript of a run, and Codex's failures mapped to
-the status a client should see."""
+"""Layer 1: ``trio_codex.run.events``: the transcript of a run, Codex's failures mapped to the
+status a client should see, and per-request usage."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from trio_codex.run.events import (
     MessageCompleted,
     Transcript,
     TurnFailed,
+    Usage,
     classify_failure,
 )
 
@@ -117,3 +118,9 @@ def test_exit_without_turn_completed_is_a_failure() -> None:
     stderr_failure = Transcript().failure(1, "Error: Model provider `nope` not found\n")
     assert stderr_failure is not None
     assert "nope" in stderr_failure.message
+
+
+def test_usage_since_subtracts_and_clamps() -> None:
+    """Per-request usage is total minus baseline per count, never below zero."""
+    assert Usage(300, 5, 30, 2, 7).since(Usage(100, 5, 10, 0, 3)) == Usage(200, 0, 20, 2, 4)
+    assert Usage(5, 0, 1, 0).since(Usage(10, 3, 2, 1)) == Usage(0, 0, 0, 0)
