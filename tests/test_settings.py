@@ -3,10 +3,13 @@ errors that name a bad one."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.fakes import make_settings
+from tests.support.security import DANGER
 from trio_codex.settings import Settings, SettingsError
 
 
@@ -108,3 +111,19 @@ def test_missing_codex_home_is_created(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(SettingsError, match=r"^CODEX_HOME"):
         Settings.from_env({**_env(tmp_path), "CODEX_HOME": str(tmp_path / "file")})
+
+
+def test_default_danger_without_the_switch_does_not_start(tmp_path: Path) -> None:
+    """CODEX_SANDBOX_MODE=danger-full-access without CODEX_ALLOW_DANGER_FULL_ACCESS=1 is refused."""
+    environ = {
+        "CODEX_PATH": sys.executable,
+        "CODEX_WORKDIR": str(tmp_path),
+        "CODEX_SANDBOX_MODE": DANGER,
+        "CODEX_ALLOW_DANGER_FULL_ACCESS": "0",
+    }
+    with pytest.raises(SettingsError, match="CODEX_ALLOW_DANGER_FULL_ACCESS=1"):
+        Settings.from_env(environ)
+    with pytest.raises(SettingsError, match="CODEX_ALLOW_DANGER_FULL_ACCESS=1"):
+        make_settings(tmp_path, sandbox_mode=DANGER)
+    allowed = Settings.from_env({**environ, "CODEX_ALLOW_DANGER_FULL_ACCESS": "1"})
+    assert allowed.sandbox_mode == DANGER

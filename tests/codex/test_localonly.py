@@ -1,24 +1,30 @@
-"""Tests for trio_codex.codex.localonly: which configurations count as local, and the policy cache."""
+"""Tests for trio_codex.codex.localonly: which configurations count as local, the policy cache,
+and that no argv the server builds can change the provider."""
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import itertools
 import os
 import tomllib
 from pathlib import Path
 
 import pytest
 
+from tests.support.security import LOOPBACK, REMOTE, write_config
 from trio_codex.codex import localonly
+from trio_codex.codex.command import build_argv
 from trio_codex.codex.localonly import (
     LOCAL_ONLY_CODEX_ARGS,
     LocalOnlyPolicy,
     ProviderVerdict,
+    argv_config_overrides,
     is_loopback_url,
     provider_env_keys,
     resolve_provider,
 )
+from trio_codex.run.runner import RunSpec
 
 MISSING = "<no config.toml>"
 DIRECTORY = "<config.toml is a directory>"
@@ -610,3 +616,76 @@ def test_module_is_pure() -> None:
         "typing",
         "urllib",
     }
+
+
+# --- nothing the server puts in argv changes the provider -----------------------------------------
+
+
+def test_argv_config_overrides_reads_codex_flags() -> None:
+    """-c/--config values parse as TOML (raw string otherwise); --enable/--disable are features."""
+    argv = [
+        "codex",
+        "exec",
+        "-c",
+        'model_provider="lan"',
+        "--config",
+        "model_providers.lan.base_url=http://10.0.0.1/v1",
+        "--config=x.y=[1, 2]",
+        "--disable",
+        "plugins",
+        "--enable",
+        "web_search_request",
+        "-s",
+        "read-only",
+        "-c",
+        "not-a-pair",
+        "-",
+    ]
+    assert argv_config_overrides(argv) == (
+        ("model_provider", "lan"),
+        ("model_providers.lan.base_url", "http://10.0.0.1/v1"),
+        ("x.y", [1, 2]),
+        ("features.plugins", False),
+        ("features.web_search_request", True),
+    )
+
+
+#: The only config keys the server ever passes with -c; none of them can change the provider.
+SERVER_CONFIG_KEYS = {
+    "analytics.enabled",
+    "web_search",
+    "model_reasoning_effort",
+    "sandbox_workspace_write.network_access",
+    "sandbox_mode",
+}
+
+
+PROVIDER_CONFIGS = [
+    "",
+    REMOTE,
+    LOOPBACK,
+    'model_provider = "ollama"\n',
+    'model_provider = "lmstudio"\n',
+    'openai_base_url = "http://127.0.0.1:9000/v1"\n',
+]
+
+
+@pytest.mark.parametrize("config", PROVIDER_CONFIGS)
+def test_server_argv_cannot_change_the_provider(tmp_path: Path, config: str) -> None:
+    """Every -c the server can put in argv is a known non-provider key; verdicts do not move."""
+    write_config(tmp_path, config)
+    specs = [
+        RunSpec(prompt="x", model="m", reasoning_effort=effort, sandbox=sandbox, network_access=net)
+        for effort in (None, "low", "ultra")
+        for sandbox in ("read-only", "workspace-write", "danger-full-access")
+        for net in (False, True)
+    ]
+    specs += [RunSpec(prompt="x", resume_thread_id="t", persist=True, sandbox="workspace-write")]
+    specs += [RunSpec(prompt="x", images=(Path("i.png"),))]
+    plain = resolve_provider(tmp_path, {})
+    for spec, local_only in itertools.product(specs, (False, True)):
+        argv = build_argv(Path("codex"), spec, workdir=tmp_path, local_only=local_only)
+        overrides = argv_config_overrides(argv)
+        keys = {key for key, _ in overrides if not key.startswith("features.")}
+        assert keys <= SERVER_CONFIG_KEYS, spec
+        assert resolve_provider(tmp_path, {}, overrides) == plain, spec

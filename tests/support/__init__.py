@@ -7,6 +7,7 @@
 * ``sse``: the one parser of server-sent events (chat chunks and Responses events alike);
 * ``spec``: the Responses API's OpenAPI schemas as a validator, and the SDKs' stream rules;
 * ``recordings``: lines the real Codex CLI printed, for the parser and transcript tests;
+* ``security``: inputs and checks the security tests of every layer share;
 * ``harness``: ``/proc`` probes, the server as a child process, raw HTTP, answer checks;
 * ``codex_cli``: finding, configuring and running the real Codex CLI, and ``FakeUpstream``;
 * ``fake_codex`` (a fake ``codex`` executable) and ``fake_upstream`` (a fake Responses API),
