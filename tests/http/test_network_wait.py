@@ -4,20 +4,20 @@ Codex retries for ever when its provider is unreachable (no network, DNS, proxy,
 printing ``Reconnecting... waiting for network`` now and then (CODEX_FACTS section 4). The
 server surfaces those notices (log, ``: codex:`` stream comments, the error message) and ends the
 run after ``CODEX_NETWORK_WAIT_SECONDS`` without progress, long before ``CODEX_TIMEOUT``.
-Virtual time with a scripted backend, then the real Codex CLI against a closed port.
+Virtual time with a scripted backend; the real Codex CLI against a closed port is
+``tests/system/test_network_wait.py``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 import trio
 from trio.testing import MockClock
 
 from tests.support.harness import chat_body
-from tests.support.servers import ServerFactory, running_app, serve_real_codex
+from tests.support.servers import running_app
 from trio_codex.run.events import ErrorEvent, TextDelta, ThreadStarted, TurnCompleted, Usage
 from trio_codex.run.runner import Emit, ExitInfo, RunSpec
 
@@ -85,22 +85,3 @@ async def test_progress_resets_the_network_wait(autojump_clock: MockClock, tmp_p
         r = await app.test_client().post("/v1/chat/completions", json=chat_body())
         assert r.status_code == 200
         assert (await r.get_json())["choices"][0]["message"]["content"] == "back online"
-
-
-@pytest.mark.slow
-@pytest.mark.realcodex
-async def test_real_codex_with_no_route_to_its_provider_fails_fast(
-    tmp_path: Path, start_server: ServerFactory
-) -> None:
-    """The real CLI pointed at a closed port: a 503 naming Codex's own notice within seconds,
-    not a silent wait until CODEX_TIMEOUT (600 s)."""
-    server = await serve_real_codex(
-        tmp_path, "http://127.0.0.1:9", start_server, timeout=600.0, network_wait=2.0
-    )
-    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-        with trio.fail_after(30):
-            r = await client.post("/v1/chat/completions", json=chat_body(model="fake-model"))
-    assert r.status_code == 503, r.text
-    error = r.json()["error"]
-    assert error["code"] == "upstream_unreachable"
-    assert "waiting for network" in error["message"]
