@@ -99,6 +99,7 @@ async def test_structured_and_continued_streams_validate(
                 "stream": True,
                 "metadata": {"k": "v"},
                 "tools": [{"type": "function", "name": "f", "parameters": {}, "strict": True}],
+                "tool_choice": "none",
                 "temperature": 0.5,
                 "reasoning": {"effort": "low", "summary": "auto"},
             },

@@ -9,7 +9,7 @@ from trio_codex.openai.schemas import ChatCompletionRequest, parse_model
 
 
 def test_unknown_fields_are_ignored_known_ones_validated() -> None:
-    """temperature, tools, n and friends pass; a wrong type names the field."""
+    """temperature, tools, n and friends parse; a wrong type names the field."""
     req = parse_model(
         ChatCompletionRequest,
         {

@@ -80,6 +80,8 @@ class ChatCompletionRequest(Open):
     reasoning_effort: ReasoningEffort | None = None
     response_format: dict[str, Any] | None = None
     stop: StrictStr | list[StrictStr] | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
     x_codex: XCodex | None = None
 
 

@@ -1,0 +1,38 @@
+"""Through the app: a chat or Responses request with tools is a 400 before any run starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from trio.testing import MockClock
+
+from tests.support.fakes import ScriptedBackend
+from tests.support.harness import chat_body
+from tests.support.servers import running_app
+
+TOOL_CHAT = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+TOOL_RESPONSES = {"type": "function", "name": "f", "parameters": {"type": "object"}}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", chat_body(tools=[TOOL_CHAT])),
+        ("/v1/responses", {"model": "gpt-test", "input": "hi", "tools": [TOOL_RESPONSES]}),
+    ],
+)
+async def test_tools_are_refused_not_dropped(
+    autojump_clock: MockClock,
+    tmp_path: Path,
+    backend: ScriptedBackend,
+    path: str,
+    body: dict[str, object],
+) -> None:
+    """400 unsupported_parameter naming tools; Codex never runs."""
+    async with running_app(tmp_path, backend) as app:
+        r = await app.test_client().post(path, json=body)
+        assert r.status_code == 400
+        error = (await r.get_json())["error"]
+        assert (error["param"], error["code"]) == ("tools", "unsupported_parameter")
+    assert backend.runs == []
