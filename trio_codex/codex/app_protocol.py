@@ -1,0 +1,286 @@
+"""The ``codex app-server`` protocol as trio_codex speaks it: what to send, and what a turn's
+notifications mean as ``CodexEvent`` s. Pure and sans-IO (``app_server.py`` does the IO).
+
+Shapes are Codex CLI 0.169.0's, on the stable surface (``experimentalApi: false``), as measured in
+APP_SERVER.md. Guarantees:
+
+* every thread request says ``approvalPolicy: "never"`` and names the sandbox explicitly
+  (app-server's defaults are ``on-request``, which blocks a turn for ever on an approval, and
+  read-only); nothing from a request is sent but validated ``RunSpec`` fields;
+* ``TurnMapper`` takes only the notifications of its own turn (a resumed thread replays the
+  previous turn's usage) and produces the same events, with the same meaning, as
+  ``codex exec --json`` through ``exec.parse_event``, plus ``TextDelta`` for each token delta:
+  ``TurnCompleted.usage`` is the turn's usage on a new thread and the thread's running total on
+  a resumed one, exactly what ``codex exec`` / ``codex exec resume`` report (the Responses layer
+  subtracts the thread's earlier total from the latter);
+* every request of the server gets an answer from ``server_request_reply``: approvals are
+  declined, anything else is refused with JSON-RPC's "method not found";
+* ``fatal_config_warning`` recognises the warning app-server prints when it could not load
+  ``config.toml`` and goes on **with the default provider** (``codex exec`` refuses to start
+  then): a run must stop before its prompt is sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from ..run.events import (
+    CodexEvent,
+    ErrorEvent,
+    ItemEvent,
+    MessageCompleted,
+    ReasoningCompleted,
+    TextDelta,
+    TurnCompleted,
+    TurnFailed,
+    Usage,
+)
+from ..run.runner import RunSpec
+from .jsonrpc import METHOD_NOT_FOUND
+
+#: ``clientInfo.name``: Codex sends it upstream as the ``originator`` header and at the start of
+#: the ``User-Agent``.
+CLIENT_NAME: Final = "trio_codex"
+
+#: Notifications trio_codex has no use for (``capabilities.optOutNotificationMethods``).
+OPT_OUT_NOTIFICATIONS: Final[tuple[str, ...]] = (
+    "account/rateLimits/updated",
+    "remoteControl/status/changed",
+    "thread/status/changed",
+    "thread/started",
+    "item/reasoning/summaryPartAdded",
+)
+
+#: Approval requests and the answer that declines each (the v2 methods take ``decline``, the
+#: legacy ones ``denied``; MCP elicitations ``decline``).
+DECLINE: Final[Mapping[str, dict[str, Any]]] = {
+    "item/commandExecution/requestApproval": {"decision": "decline"},
+    "item/fileChange/requestApproval": {"decision": "decline"},
+    "execCommandApproval": {"decision": "denied"},
+    "applyPatchApproval": {"decision": "denied"},
+    "mcpServer/elicitation/request": {"action": "decline"},
+}
+
+#: Item types that have events of their own (or are the prompt echoed back).
+_OWN_EVENTS: Final = frozenset({"agentMessage", "reasoning", "userMessage"})
+_INVALID_CONFIG: Final = "Invalid configuration"
+
+
+def initialize_params(version: str) -> dict[str, Any]:
+    return {
+        "clientInfo": {"name": CLIENT_NAME, "title": None, "version": version},
+        "capabilities": {
+            "experimentalApi": False,
+            "optOutNotificationMethods": list(OPT_OUT_NOTIFICATIONS),
+        },
+    }
+
+
+def thread_request(spec: RunSpec, *, workdir: Path) -> tuple[str, dict[str, Any]]:
+    """``("thread/start", params)`` for a new conversation, ``("thread/resume", params)`` to
+    continue ``spec.resume_thread_id``."""
+    params: dict[str, Any] = {
+        "cwd": os.fspath(workdir),
+        "approvalPolicy": "never",
+        "sandbox": spec.sandbox,
+    }
+    if spec.model is not None:
+        params["model"] = spec.model
+    if spec.network_access and spec.sandbox == "workspace-write":
+        params["config"] = {"sandbox_workspace_write": {"network_access": True}}
+    if spec.resume_thread_id is not None:
+        return "thread/resume", {"threadId": spec.resume_thread_id, "excludeTurns": True, **params}
+    return "thread/start", {**params, "ephemeral": not spec.persist}
+
+
+def turn_start_params(
+    spec: RunSpec, thread_id: str, *, output_schema: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``turn/start``: the prompt, then one ``localImage`` per image file of the request."""
+    items: list[dict[str, Any]] = [{"type": "text", "text": spec.prompt, "text_elements": []}]
+    items += [{"type": "localImage", "path": os.fspath(path)} for path in spec.images]
+    params: dict[str, Any] = {"threadId": thread_id, "input": items, "summary": "auto"}
+    if spec.reasoning_effort is not None:
+        params["effort"] = spec.reasoning_effort
+    if output_schema is not None:
+        params["outputSchema"] = dict(output_schema)
+    return params
+
+
+def thread_id_of(result: Mapping[str, Any]) -> str | None:
+    """The thread id in a ``thread/start`` / ``thread/resume`` result."""
+    thread = result.get("thread")
+    tid = thread.get("id") if isinstance(thread, dict) else None
+    return tid if isinstance(tid, str) and tid else None
+
+
+def turn_id_of(result: Mapping[str, Any]) -> str | None:
+    """The turn id in a ``turn/start`` result."""
+    turn = result.get("turn")
+    tid = turn.get("id") if isinstance(turn, dict) else None
+    return tid if isinstance(tid, str) and tid else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """The answer to one server request: a result, or a JSON-RPC error."""
+
+    result: dict[str, Any] | None = None
+    error_code: int = METHOD_NOT_FOUND
+    error_message: str = ""
+
+
+def server_request_reply(method: str) -> Reply:
+    """Decline approvals; refuse everything else (no client tools yet)."""
+    if method in DECLINE:
+        return Reply(result=dict(DECLINE[method]))
+    return Reply(error_message=f"{CLIENT_NAME} does not handle {method}")
+
+
+def fatal_config_warning(method: str, params: Mapping[str, Any]) -> str | None:
+    """The failure message when ``method``/``params`` say that ``config.toml`` was not loaded."""
+    if method != "configWarning":
+        return None
+    summary = _str(params.get("summary"))
+    if not summary.startswith(_INVALID_CONFIG):
+        return None
+    details = _str(params.get("details"))
+    return (
+        "Codex could not load its configuration"
+        + (f" ({details})" if details else "")
+        + "; the run was stopped before the prompt was sent"
+    )
+
+
+def parse_token_usage(data: object) -> Usage:
+    """A ``TokenUsageBreakdown`` (``tokenUsage.last`` / ``.total``); bad counts read as 0."""
+    if not isinstance(data, dict):
+        return Usage()
+    return Usage(
+        input_tokens=_int(data.get("inputTokens")),
+        cached_input_tokens=_int(data.get("cachedInputTokens")),
+        output_tokens=_int(data.get("outputTokens")),
+        reasoning_output_tokens=_int(data.get("reasoningOutputTokens")),
+        cache_write_input_tokens=_int(data.get("cacheWriteInputTokens")),
+    )
+
+
+def add_usage(a: Usage, b: Usage) -> Usage:
+    return Usage(
+        input_tokens=a.input_tokens + b.input_tokens,
+        cached_input_tokens=a.cached_input_tokens + b.cached_input_tokens,
+        output_tokens=a.output_tokens + b.output_tokens,
+        reasoning_output_tokens=a.reasoning_output_tokens + b.reasoning_output_tokens,
+        cache_write_input_tokens=a.cache_write_input_tokens + b.cache_write_input_tokens,
+    )
+
+
+def item_type_name(app_server_type: str) -> str:
+    """``commandExecution`` -> ``command_execution``: the item type as ``codex exec`` names it."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", app_server_type).lower()
+
+
+class TurnMapper:
+    """Folds the notifications of one turn into events; ``done`` once the turn has ended.
+
+    ``cumulative``: the thread was resumed, so ``TurnCompleted.usage`` is the thread's running
+    total (as ``codex exec resume`` reports it) rather than the turn's own usage.
+    """
+
+    def __init__(self, turn_id: str, *, cumulative: bool = False) -> None:
+        self.turn_id = turn_id
+        self.cumulative = cumulative
+        self.done = False
+        self.turn_usage = Usage()
+        self.thread_total: Usage | None = None
+
+    def _ours(self, params: Mapping[str, Any]) -> bool:
+        turn_id = params.get("turnId")
+        return turn_id is None or turn_id == self.turn_id
+
+    def feed(self, method: str, params: Mapping[str, Any]) -> list[CodexEvent]:
+        """The events one notification stands for (most stand for none)."""
+        if self.done:
+            return []
+        if method == "item/agentMessage/delta":
+            delta = _str(params.get("delta"))
+            if not delta or not self._ours(params):
+                return []
+            return [TextDelta(_str(params.get("itemId")), delta)]
+        if method in ("item/completed", "item/started"):
+            return self._item(method.removeprefix("item/"), params)
+        if method == "thread/tokenUsage/updated":
+            self._usage(params)
+            return []
+        if method == "error":
+            return self._error(params)
+        if method == "turn/completed":
+            return self._completed(params)
+        return []
+
+    def _item(self, phase: str, params: Mapping[str, Any]) -> list[CodexEvent]:
+        item = params.get("item")
+        if not isinstance(item, dict) or not self._ours(params):
+            return []
+        kind, item_id = _str(item.get("type")), _str(item.get("id"))
+        if phase == "completed" and kind == "agentMessage":
+            return [MessageCompleted(item_id, _str(item.get("text")))]
+        if phase == "completed" and kind == "reasoning":
+            summary = item.get("summary")
+            parts = [p for p in summary if isinstance(p, str)] if isinstance(summary, list) else []
+            text = "\n".join(parts)
+            return [ReasoningCompleted(item_id, text)] if text else []
+        if kind in _OWN_EVENTS or not kind:
+            return []
+        return [ItemEvent(phase, item_type_name(kind), item)]
+
+    def _usage(self, params: Mapping[str, Any]) -> None:
+        if params.get("turnId") != self.turn_id:
+            return  # another turn's (a resume replays the previous turn's usage first)
+        usage = params.get("tokenUsage")
+        if not isinstance(usage, dict):
+            return
+        self.turn_usage = add_usage(self.turn_usage, parse_token_usage(usage.get("last")))
+        if isinstance(usage.get("total"), dict):
+            self.thread_total = parse_token_usage(usage["total"])
+
+    def _error(self, params: Mapping[str, Any]) -> list[CodexEvent]:
+        if not self._ours(params):
+            return []
+        error = params.get("error")
+        message = _str(error.get("message")) if isinstance(error, dict) else ""
+        return [ErrorEvent(message)] if message else []
+
+    def _completed(self, params: Mapping[str, Any]) -> list[CodexEvent]:
+        turn = params.get("turn")
+        if not isinstance(turn, dict) or turn.get("id") != self.turn_id:
+            return []
+        self.done = True
+        status = turn.get("status")
+        if status == "completed":
+            usage = self.turn_usage
+            if self.cumulative and self.thread_total is not None:
+                usage = self.thread_total
+            return [TurnCompleted(usage)]
+        error = turn.get("error")
+        message = _str(error.get("message")) if isinstance(error, dict) else ""
+        if not message:
+            message = (
+                "Codex interrupted the turn"
+                if status == "interrupted"
+                else f"Codex ended the turn with status {status!r} and no message"
+            )
+        return [TurnFailed(message)]
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""

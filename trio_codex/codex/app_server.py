@@ -1,0 +1,332 @@
+"""The ``codex app-server`` backend: one app-server child per request, token deltas as they come.
+
+``AppServerBackend.run`` spawns the native Codex binary as ``codex <fast flags> app-server`` in
+its own process group (``process.open_process_group``), speaks JSON-RPC to it over stdin/stdout
+(``jsonrpc.RpcConnection``) and maps the turn's notifications to events
+(``app_protocol.TurnMapper``): initialize, ``thread/start`` (or ``thread/resume``), one
+``turn/start``, every notification of that turn, then stdin is closed, which ends app-server.
+
+Guarantees:
+
+* the group is announced (``on_spawn``) before anything is written to the child, and
+  ``on_reap`` runs once it is dead, on every path out of ``run``; when ``run`` returns or is
+  cancelled the whole group is dead (SIGTERM, which app-server handles by aborting the turn
+  cleanly, then SIGKILL after ``kill_grace``);
+* it never hangs on the child: every answer is awaited under ``rpc_timeout``; a line that is not
+  JSON-RPC, the child's death or the end of its output before the turn completed, a refused
+  request, or a configuration Codex could not load end the run with one ``TurnFailed`` whose
+  message names the problem (the HTTP layer answers 502, or an error event mid-stream); the turn
+  itself is bounded by the runner's deadlines;
+* every request of the server is answered (approvals declined, the rest refused), so no turn
+  waits for a client decision; threads are always started with ``approvalPolicy: "never"``;
+* the prompt travels in a JSON-RPC message on stdin, never in argv; the child's environment is
+  the same allowlist as ``codex exec`` gets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable, Mapping
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import trio
+
+from ..run.events import ThreadStarted, TurnFailed, TurnStarted
+from ..run.runner import Emit, ExitInfo, RunSpec
+from ..settings import Settings
+from . import process
+from .app_protocol import (
+    TurnMapper,
+    fatal_config_warning,
+    initialize_params,
+    server_request_reply,
+    thread_id_of,
+    thread_request,
+    turn_id_of,
+    turn_start_params,
+)
+from .command import FAST_FLAGS, child_environment, resolve_codex_binary
+from .jsonrpc import (
+    Notification,
+    Pending,
+    ProtocolError,
+    RpcConnection,
+    RpcError,
+    ServerRequest,
+)
+from .localonly import LOCAL_ONLY_CODEX_ARGS
+
+log = logging.getLogger("trio_codex.codex.app_server")
+
+#: Longest wait for any answer of app-server (initialize, thread/start|resume, turn/start).
+RPC_TIMEOUT: Final = 30.0
+#: After ``turn/completed`` and the close of stdin: how long app-server may take to exit
+#: (it takes 14-47 ms) before the group is terminated.
+EXIT_WAIT: Final = 2.0
+#: After the leader exits or its output ends: how long to wait for the rest (exit status,
+#: stderr) before the group is killed.
+EXIT_DRAIN: Final = 0.5
+#: Bytes of stderr kept per run (the rest is read and dropped).
+STDERR_CAP: Final = 64 * 1024
+#: Longest stdout line kept (a longer one is dropped whole, so memory stays bounded; a dropped
+#: answer then runs into ``rpc_timeout``).
+MAX_LINE: Final = 16 * 1024 * 1024
+PEER: Final = "codex app-server"
+
+T = TypeVar("T")
+
+
+def app_server_argv(binary: Path, *, local_only: bool) -> tuple[str, ...]:
+    """``codex <FAST_FLAGS> [<LOCAL_ONLY_CODEX_ARGS>] app-server`` (stdio transport)."""
+    return (
+        os.fspath(binary),
+        *FAST_FLAGS,
+        *(LOCAL_ONLY_CODEX_ARGS if local_only else ()),
+        "app-server",
+    )
+
+
+class _RunFailed(Exception):
+    """The run cannot go on; the message is what the client is told."""
+
+
+class AppServerBackend:
+    """Runs one ``codex app-server`` per request; see the module docstring for the guarantees.
+
+    ``on_spawn(pgid)`` / ``on_reap(pgid)`` as for ``ExecBackend`` (the reaper uses them).
+    ``rpc_timeout`` bounds every wait for an answer.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        environ: Mapping[str, str] | None = None,
+        extra_env_names: tuple[str, ...] = (),
+        on_spawn: Callable[[int], None] | None = None,
+        on_reap: Callable[[int], None] | None = None,
+        rpc_timeout: float = RPC_TIMEOUT,
+    ) -> None:
+        self.settings = settings
+        self.binary, self.binary_env = resolve_codex_binary(settings.codex_path)
+        self.environ = environ
+        self.extra_env_names = extra_env_names
+        self.on_spawn = on_spawn
+        self.on_reap = on_reap
+        self.rpc_timeout = rpc_timeout
+        self.client_version = _client_version()
+
+    def argv(self) -> tuple[str, ...]:
+        return app_server_argv(self.binary, local_only=self.settings.local_only)
+
+    def env(self) -> dict[str, str]:
+        """The allowlisted environment, quiet: no tracing (unless the server's environment sets
+        ``RUST_LOG``) and no colours on stderr."""
+        env = child_environment(
+            os.environ if self.environ is None else self.environ,
+            codex_home=self.settings.codex_home,
+            passthrough=(*self.settings.env_passthrough, *self.extra_env_names),
+            extra=self.binary_env,
+        )
+        env.setdefault("RUST_LOG", "off")
+        env["NO_COLOR"] = "1"
+        return env
+
+    async def run(self, spec: RunSpec, emit: Emit) -> ExitInfo:
+        output_schema = await _load_schema(spec.output_schema)
+        stderr = bytearray()
+        info = ExitInfo()
+        spawned: int | None = None
+        failure: str | None = None
+        try:
+            async with process.open_process_group(
+                self.argv(),
+                env=self.env(),
+                cwd=self.settings.workdir,
+                grace=self.settings.kill_grace,
+            ) as proc:
+                spawned = proc.pid
+                if self.on_spawn is not None:
+                    self.on_spawn(proc.pid)
+                try:
+                    failure = await self._session(proc, spec, emit, output_schema, stderr)
+                finally:
+                    info.stderr = stderr.decode("utf-8", "replace")
+        finally:
+            # The group is dead here whatever happened (cancellation included).
+            if spawned is not None and self.on_reap is not None:
+                self.on_reap(spawned)
+        info.exit_code = proc.returncode
+        if failure is not None:
+            await emit(TurnFailed(failure))
+        return info
+
+    async def _session(
+        self,
+        proc: trio.Process,
+        spec: RunSpec,
+        emit: Emit,
+        output_schema: dict[str, Any] | None,
+        stderr: bytearray,
+    ) -> str | None:
+        """Talk to the child until the turn ends; returns a failure message, or None."""
+        stderr_closed = trio.Event()
+        exited = trio.Event()
+        conn = RpcConnection(_pipe(proc.stdin), peer=PEER, timeout=self.rpc_timeout)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_drain_stderr, proc, stderr, stderr_closed)
+            nursery.start_soon(_watch_exit, proc, exited)
+            nursery.start_soon(_serve, conn, proc)
+            try:
+                await self._converse(conn, spec, emit, output_schema)
+            except (ProtocolError, RpcError, _RunFailed) as exc:
+                failure = str(exc)
+                if conn.closed and conn.error is None:
+                    # The output ended: the child is dying; say how, once it has.
+                    with trio.move_on_after(EXIT_DRAIN):
+                        await exited.wait()
+                        await stderr_closed.wait()
+                    failure += _exit_detail(proc.returncode, stderr)
+                nursery.cancel_scope.cancel()
+                return failure
+            # The turn is over: closing stdin ends app-server (rc 0 within ~50 ms). What it
+            # still prints is dropped.
+            conn.incoming.close()
+            with contextlib.suppress(ProtocolError, trio.BrokenResourceError):
+                await conn.close_input()
+            with trio.move_on_after(EXIT_WAIT):
+                await exited.wait()
+                await stderr_closed.wait()
+            nursery.cancel_scope.cancel()
+        return None
+
+    async def _converse(
+        self,
+        conn: RpcConnection,
+        spec: RunSpec,
+        emit: Emit,
+        output_schema: dict[str, Any] | None,
+    ) -> None:
+        # initialize, initialized and the thread request go out together (answers come back
+        # in order); the prompt waits until the configuration is known to be Codex's own.
+        init = await conn.send_request("initialize", initialize_params(self.client_version))
+        await conn.notify("initialized")
+        method, params = thread_request(spec, workdir=self.settings.workdir)
+        thread_req = await conn.send_request(method, params)
+        await _answer_of(conn, init)
+        thread_id = thread_id_of(await _answer_of(conn, thread_req))
+        if thread_id is None:
+            raise _RunFailed(f"{PEER} answered {method} without a thread id")
+        await emit(ThreadStarted(thread_id))
+        await self._before_turn(conn)
+
+        turn_req = await conn.send_request(
+            "turn/start", turn_start_params(spec, thread_id, output_schema=output_schema)
+        )
+        turn_id = turn_id_of(await _answer_of(conn, turn_req))
+        if turn_id is None:
+            raise _RunFailed(f"{PEER} answered turn/start without a turn id")
+        await emit(TurnStarted())
+
+        mapper = TurnMapper(turn_id, cumulative=spec.resume_thread_id is not None)
+        async for message in conn.incoming:
+            await self._check(conn, message)
+            if isinstance(message, Notification):
+                for event in mapper.feed(message.method, message.params):
+                    await emit(event)
+                if mapper.done:
+                    return
+        raise conn.error or ProtocolError(f"{PEER} closed its output before the turn completed")
+
+    async def _before_turn(self, conn: RpcConnection) -> None:
+        """Handle what arrived before the thread was ready (warnings, a replayed usage)."""
+        while True:
+            try:
+                message = conn.incoming.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
+            await self._check(conn, message)
+
+    async def _check(self, conn: RpcConnection, message: Notification | ServerRequest) -> None:
+        """Answer a server request; stop the run on a configuration Codex could not load."""
+        if isinstance(message, ServerRequest):
+            reply = server_request_reply(message.method)
+            log.info("%s asked %s; answering %s", PEER, message.method, reply.result or "an error")
+            if reply.result is not None:
+                await conn.respond(message.id, reply.result)
+            else:
+                await conn.respond_error(message.id, reply.error_code, reply.error_message)
+            return
+        fatal = fatal_config_warning(message.method, message.params)
+        if fatal is not None:
+            raise _RunFailed(fatal)
+        if message.method in ("warning", "configWarning", "deprecationNotice"):
+            log.debug("%s: %s %s", PEER, message.method, message.params)
+
+
+async def _answer_of(conn: RpcConnection, pending: Pending) -> dict[str, Any]:
+    try:
+        return await conn.wait(pending)
+    except RpcError as exc:
+        raise _RunFailed(f"{PEER} refused {exc.method}: {exc.message}") from None
+
+
+def _client_version() -> str:
+    try:
+        return importlib.metadata.version("trio-codex")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
+
+
+async def _load_schema(path: Path | None) -> dict[str, Any] | None:
+    """The output schema the server wrote for this request (a JSON object), or None."""
+    if path is None:
+        return None
+    data = json.loads(await trio.Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise TypeError(f"output schema {path} is not a JSON object")
+    return data
+
+
+def _exit_detail(returncode: int | None, stderr: bytearray) -> str:
+    detail = ""
+    if returncode is not None:
+        detail = f" (exit status {returncode})"
+    lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith(("Error", "error:")) or " ERROR " in ln]
+    if errors:
+        detail += f": {errors[-1][:500]}"
+    return detail
+
+
+def _pipe(stream: T | None) -> T:
+    if stream is None:  # pragma: no cover - open_process_group always pipes all three
+        raise RuntimeError("the Codex process has no pipe")
+    return stream
+
+
+async def _serve(conn: RpcConnection, proc: trio.Process) -> None:
+    async with aclosing(process.read_lines(_pipe(proc.stdout), max_line=MAX_LINE)) as lines:
+        await conn.serve(lines)
+
+
+async def _drain_stderr(proc: trio.Process, sink: bytearray, closed: trio.Event) -> None:
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await process.drain_capped(_pipe(proc.stderr), sink, STDERR_CAP)
+    closed.set()
+
+
+async def _watch_exit(proc: trio.Process, exited: trio.Event) -> None:
+    """When the leader exits, wait briefly, then kill what is left of its group, so that a
+    descendant holding stdout open cannot keep the run waiting for the end of the output."""
+    await proc.wait()
+    exited.set()
+    await trio.sleep(EXIT_DRAIN)
+    process.killpg_quiet(proc.pid, signal.SIGKILL)
