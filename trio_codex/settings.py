@@ -21,6 +21,11 @@ from typing import Final, Literal, TypeVar, get_args
 SandboxMode = Literal["read-only", "workspace-write", "danger-full-access"]
 SANDBOX_MODES: Final[tuple[str, ...]] = get_args(SandboxMode)
 
+#: How Codex is run: ``codex exec --json`` (the whole answer at the end) or ``codex app-server``
+#: (token deltas as they are generated).
+BackendName = Literal["exec", "app-server"]
+BACKENDS: Final[tuple[str, ...]] = get_args(BackendName)
+
 #: Reasoning efforts accepted anywhere (the union of OpenAI's and Codex's names).
 REASONING_EFFORTS: Final[tuple[str, ...]] = (
     "none",
@@ -77,6 +82,8 @@ class Settings:
     response_id_secret: bytes = b""
     #: A run whose Codex has waited this long for the network (and made no progress) ends, 503.
     network_wait: float = 30.0
+    #: Which Codex subcommand runs a request (``CODEX_BACKEND``).
+    backend: BackendName = "exec"
 
     def __post_init__(self) -> None:
         if self.sandbox_mode == "danger-full-access" and not self.allow_danger_full_access:
@@ -141,6 +148,7 @@ class Settings:
             ),
             response_id_secret=secret,
             network_wait=get("CODEX_NETWORK_WAIT_SECONDS", 30.0, _seconds()),
+            backend=get("CODEX_BACKEND", "exec", _choice(BACKENDS)),  # type: ignore[arg-type]
         )
 
 

@@ -1,7 +1,9 @@
-"""Which backend runs Codex: ``make_backend`` picks it from the settings.
+"""Which backend runs Codex: ``make_backend`` picks it from the settings (``CODEX_BACKEND``).
 
 Every backend spawns Codex in its own process group, with the allowlisted environment, and calls
-``on_spawn(pgid)`` / ``on_reap(pgid)`` so the reaper knows every live group.
+``on_spawn(pgid)`` / ``on_reap(pgid)`` so the reaper knows every live group. Both expose
+``binary`` (the native Codex binary) and ``binary_env`` (what the npm launcher would have set),
+which the app uses to run ``codex debug models``.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from ..settings import Settings
+from .app_server import AppServerBackend
 from .exec import ExecBackend
+
+CodexBackend = ExecBackend | AppServerBackend
 
 
 def make_backend(
@@ -19,9 +24,10 @@ def make_backend(
     extra_env_names: tuple[str, ...],
     on_spawn: Callable[[int], None] | None = None,
     on_reap: Callable[[int], None] | None = None,
-) -> ExecBackend:
-    """The backend the settings ask for (``codex exec`` today)."""
-    return ExecBackend(
+) -> CodexBackend:
+    """``AppServerBackend`` for ``CODEX_BACKEND=app-server``, else ``ExecBackend``."""
+    kind = AppServerBackend if settings.backend == "app-server" else ExecBackend
+    return kind(
         settings,
         environ=environ,
         extra_env_names=extra_env_names,
