@@ -1,0 +1,394 @@
+#!/usr/bin/env python3
+"""A fake ``codex`` that speaks ``codex app-server`` (JSON-RPC over stdio lines) for the tests.
+
+Stdlib only. Run as ``codex [global flags] app-server``; it answers ``initialize``,
+``thread/start``, ``thread/resume`` and ``turn/start`` like Codex 0.169.0 (APP_SERVER.md), and
+exits 0 when its stdin closes, like the real one. Also ``codex debug models`` (the catalog).
+
+Two channels pick its behaviour (the server gives Codex an allowlisted environment, so neither is
+an environment variable):
+
+* the **process** directive: the file ``$CODEX_HOME/fake-app-server``, holding
+  ``key=value;key=value`` (read at start, before any prompt exists);
+* the **turn** directive: ``[[codex:key=value;...]]`` in the prompt of ``turn/start``.
+
+Process keys:
+
+``init=silent``   never answer ``initialize`` (reads and ignores everything).
+``init=garbage``  answer ``initialize`` with a line that is not JSON.
+``init=exit``     exit with ``code`` (default 4) before answering, after ``Error: ...`` on stderr.
+``config=invalid``  send the ``configWarning`` "Invalid configuration; using defaults." after
+                  ``initialize`` (what app-server does when ``config.toml`` does not parse).
+``notify=PATH``   as the turn key, but at start.
+
+Turn modes (``mode=``, default ``ok``):
+
+``ok``            the reply (``reply``, default ``echo: <prompt>``) as ``deltas`` deltas (default
+                  3), ``delay_ms`` apart, then ``item/completed``, usage, ``turn/completed``.
+``reasoning``     a reasoning item (summary ``summary``) first, then ``ok``.
+``retry``         an ``error`` with ``willRetry: true`` ("Reconnecting... 1/2"), then ``ok``.
+``fail``          ``deltas`` deltas, ``error`` + ``turn/completed`` ``failed`` with ``message``.
+``approval``      ask ``item/commandExecution/requestApproval`` (server request id 0, the same
+                  number as the client's first request) and then ``item/tool/call``; the reply
+                  is ``decision=<the answer's decision> tool=<the answer's error code>``.
+``garbage``       ``deltas`` deltas, then a line that is not JSON, then block.
+``die``           ``deltas`` deltas, then exit at once with ``code`` (default 3).
+``hang``          after ``turn/started``: notify and block; ``ignore_term=1`` ignores SIGTERM
+                  first, ``grandchild=1`` starts a grandchild (same group) that ignores SIGTERM.
+``stream_gate``   ``count`` deltas (default 3), notify, wait for a line on the FIFO ``gate``,
+                  ``count`` more deltas, complete.
+``params``        the reply is the JSON of ``{"argv", "env", "requests"}``: every request and
+                  notification received so far, in order.
+``thread``        the reply is ``thread=<id> resumed=<true|false>``.
+
+Usage: ``usage=input,cached,output,reasoning`` (default ``11,3,7,2``), sent as ``usage_parts``
+(default 1) ``thread/tokenUsage/updated`` notifications whose ``last`` add up to it. A resumed
+thread first gets the replayed usage of an older turn (``turnId: "turn-before"``, total
+``100,0,10,0``), and its totals include it.
+
+``notify=PATH``: once set up, write ``pids <pid> [<grandchild pid>]`` + newline to PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+DIRECTIVE = re.compile(r"\[\[codex:([^\]]*)\]\]")
+PREVIOUS_TOTAL = (100, 0, 10, 0)
+MODELS = {
+    "models": [
+        {
+            "slug": "gpt-test",
+            "visibility": "list",
+            "supported_reasoning_levels": [{"effort": "low"}, {"effort": "high"}],
+        }
+    ]
+}
+
+
+def write_line(raw: str) -> None:
+    sys.stdout.write(raw + "\n")
+    sys.stdout.flush()
+
+
+def send(obj: object) -> None:
+    write_line(json.dumps(obj))
+
+
+def notification(method: str, **params: object) -> None:
+    send({"method": method, "params": params, "emittedAtMs": int(time.time() * 1000)})
+
+
+def pairs(text: str) -> dict[str, str]:
+    return dict(p.strip().split("=", 1) for p in text.split(";") if "=" in p)
+
+
+def turn_options(prompt: str) -> dict[str, str]:
+    found = DIRECTIVE.findall(prompt)
+    return pairs(found[-1]) if found else {}
+
+
+def process_options() -> dict[str, str]:
+    path = os.path.join(os.environ.get("CODEX_HOME", "/nonexistent"), "fake-app-server")
+    try:
+        with open(path) as f:
+            return pairs(f.read())
+    except FileNotFoundError:
+        return {}
+
+
+def notify(opts: dict[str, str], *pids: int) -> None:
+    path = opts.get("notify")
+    if path:
+        with open(path, "w") as f:
+            f.write("pids " + " ".join(str(p) for p in pids) + "\n")
+
+
+def block() -> None:
+    while True:
+        time.sleep(3600)
+
+
+def breakdown(counts: tuple[int, ...]) -> dict[str, int]:
+    inp, cached, out, reasoning = counts
+    return {
+        "totalTokens": inp + out,
+        "inputTokens": inp,
+        "cachedInputTokens": cached,
+        "cacheWriteInputTokens": 0,
+        "outputTokens": out,
+        "reasoningOutputTokens": reasoning,
+    }
+
+
+class Server:
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.opts = process_options()
+        self.received: list[dict[str, object]] = []
+        self.threads: dict[str, bool] = {}  # thread id -> resumed
+        self.turns = 0
+
+    def read(self) -> dict[str, object] | None:
+        line = sys.stdin.readline()
+        if not line:
+            return None
+        message: dict[str, object] = json.loads(line)
+        self.received.append(message)
+        return message
+
+    def main(self) -> int:
+        notify(self.opts, os.getpid())
+        print("WARNING: proceeding, even though we could not create PATH aliases", file=sys.stderr)
+        while (message := self.read()) is not None:
+            method, rid = message.get("method"), message.get("id")
+            params = message.get("params") or {}
+            assert isinstance(params, dict)
+            if method == "initialize":
+                self.initialize(rid)
+            elif method == "initialized":
+                pass
+            elif method in ("thread/start", "thread/resume"):
+                self.thread(rid, method, params)
+            elif method == "turn/start":
+                self.turn(rid, params)
+            elif rid is not None and method is not None:
+                send({"id": rid, "error": {"code": -32600, "message": f"unknown variant {method}"}})
+        return 0
+
+    def initialize(self, rid: object) -> None:
+        init = self.opts.get("init")
+        if init == "silent":
+            return
+        if init == "garbage":
+            write_line('{"id": 0, "result": {"userAgent": ')
+            return
+        if init == "exit":
+            print("Error: fake app-server gave up before initialize", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(int(self.opts.get("code", 4)))
+        send({"id": rid, "result": {"userAgent": "trio_codex/0.169.0 (fake)"}})
+        if self.opts.get("config") == "invalid":
+            notification(
+                "configWarning",
+                summary="Invalid configuration; using defaults.",
+                details="config.toml:1:9: string values must be quoted",
+            )
+        notification("configWarning", summary="Codex could not find bubblewrap on PATH.")
+
+    def thread(self, rid: object, method: str, params: dict[str, object]) -> None:
+        resumed = method == "thread/resume"
+        tid = str(params["threadId"]) if resumed else str(uuid.uuid4())
+        self.threads[tid] = resumed
+        send({"id": rid, "result": {"thread": {"id": tid, "turns": []}, "model": "fake"}})
+        if resumed:
+            notification(
+                "thread/tokenUsage/updated",
+                threadId=tid,
+                turnId="turn-before",
+                tokenUsage={
+                    "total": breakdown(PREVIOUS_TOTAL),
+                    "last": breakdown(PREVIOUS_TOTAL),
+                },
+            )
+
+    def turn(self, rid: object, params: dict[str, object]) -> None:
+        tid = str(params["threadId"])
+        items = params.get("input")
+        assert isinstance(items, list)
+        prompt = "".join(str(i.get("text", "")) for i in items if i.get("type") == "text")
+        opts = turn_options(prompt)
+        self.turns += 1
+        turn_id = f"turn-{self.turns}"
+        send({"id": rid, "result": {"turn": {"id": turn_id, "status": "inProgress"}}})
+        notification("turn/started", threadId=tid, turn={"id": turn_id, "status": "inProgress"})
+        notification(
+            "item/started",
+            threadId=tid,
+            turnId=turn_id,
+            item={"type": "userMessage", "id": "user-1", "content": items},
+        )
+        Turn(self, tid, turn_id, prompt, opts).run()
+
+
+class Turn:
+    def __init__(
+        self, server: Server, tid: str, turn_id: str, prompt: str, opts: dict[str, str]
+    ) -> None:
+        self.server = server
+        self.tid = tid
+        self.turn_id = turn_id
+        self.prompt = prompt
+        self.opts = opts
+        self.msg_id = "msg_1"
+
+    def note(self, method: str, **params: object) -> None:
+        notification(method, threadId=self.tid, turnId=self.turn_id, **params)
+
+    def deltas(self, text: str, count: int) -> None:
+        size = max(1, -(-len(text) // max(count, 1)))
+        delay = int(self.opts.get("delay_ms", 0)) / 1000
+        for n, start in enumerate(range(0, len(text), size)):
+            if n and delay:
+                time.sleep(delay)
+            self.note(
+                "item/agentMessage/delta", itemId=self.msg_id, delta=text[start : start + size]
+            )
+
+    def completed(self, status: str, error: dict[str, object] | None = None) -> None:
+        notification(
+            "turn/completed",
+            threadId=self.tid,
+            turn={"id": self.turn_id, "items": [], "status": status, "error": error},
+        )
+
+    def usage(self) -> None:
+        counts = tuple(int(c) for c in self.opts.get("usage", "11,3,7,2").split(","))
+        parts = int(self.opts.get("usage_parts", 1))
+        resumed = self.server.threads.get(self.tid, False)
+        total = list(PREVIOUS_TOTAL) if resumed else [0, 0, 0, 0]
+        for n in range(parts):
+            share = tuple(c // parts + (c % parts if n == parts - 1 else 0) for c in counts)
+            total = [t + s for t, s in zip(total, share, strict=True)]
+            self.note(
+                "thread/tokenUsage/updated",
+                tokenUsage={"total": breakdown(tuple(total)), "last": breakdown(share)},
+            )
+
+    def answer(self, text: str) -> None:
+        self.note("item/started", item={"type": "agentMessage", "id": self.msg_id, "text": ""})
+        self.deltas(text, int(self.opts.get("deltas", 3)))
+        self.note("item/completed", item={"type": "agentMessage", "id": self.msg_id, "text": text})
+        self.usage()
+        self.completed("completed")
+
+    def ask(self, request_id: int, method: str, **params: object) -> dict[str, object]:
+        """Send a server request and read stdin until its answer arrives."""
+        send({"id": request_id, "method": method, "params": params})
+        while (message := self.server.read()) is not None:
+            if message.get("id") == request_id and "method" not in message:
+                return message
+        sys.exit(0)
+
+    def run(self) -> None:
+        opts = self.opts
+        mode = opts.get("mode", "ok")
+        reply = opts.get("reply", f"echo: {self.prompt}")
+        count = int(opts.get("deltas", 3))
+        if mode == "ok":
+            self.answer(reply)
+        elif mode == "reasoning":
+            summary = opts.get("summary", "Thinking it over.")
+            self.note("item/reasoning/summaryTextDelta", itemId="rs_1", delta=summary)
+            self.note(
+                "item/completed",
+                item={"type": "reasoning", "id": "rs_1", "summary": [summary], "content": []},
+            )
+            self.answer(reply)
+        elif mode == "retry":
+            self.note(
+                "error",
+                error={"message": "Reconnecting... 1/2", "codexErrorInfo": None},
+                willRetry=True,
+            )
+            self.answer(reply)
+        elif mode == "fail":
+            message = opts.get("message", "stream disconnected before completion")
+            self.deltas(reply, count)
+            error: dict[str, object] = {"message": message, "codexErrorInfo": "other"}
+            self.note("error", error=error, willRetry=False)
+            self.completed("failed", error)
+        elif mode == "approval":
+            self.note(
+                "item/started",
+                item={
+                    "type": "commandExecution",
+                    "id": "call_1",
+                    "command": "touch /x",
+                    "status": "inProgress",
+                },
+            )
+            answer = self.ask(
+                0,
+                "item/commandExecution/requestApproval",
+                threadId=self.tid,
+                turnId=self.turn_id,
+                itemId="call_1",
+                command="touch /x",
+            )
+            result = answer.get("result") or {}
+            assert isinstance(result, dict)
+            self.note(
+                "item/completed",
+                item={
+                    "type": "commandExecution",
+                    "id": "call_1",
+                    "command": "touch /x",
+                    "status": "declined",
+                },
+            )
+            tool = self.ask(1, "item/tool/call", threadId=self.tid, turnId=self.turn_id, tool="t")
+            refusal = tool.get("error") or {}
+            assert isinstance(refusal, dict)
+            self.answer(f"decision={result.get('decision')} tool={refusal.get('code')}")
+        elif mode == "garbage":
+            self.deltas(reply, count)
+            write_line("this is not JSON-RPC")
+            block()
+        elif mode == "die":
+            self.deltas(reply, count)
+            os._exit(int(opts.get("code", 3)))
+        elif mode == "hang":
+            pids = [os.getpid()]
+            if opts.get("ignore_term") == "1":
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            if opts.get("grandchild") == "1":
+                code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(3600)"
+                child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL)
+                pids.append(child.pid)
+            notify(opts, *pids)
+            block()
+        elif mode == "stream_gate":
+            n = int(opts.get("count", 3))
+            self.note("item/started", item={"type": "agentMessage", "id": self.msg_id, "text": ""})
+            for i in range(n):
+                self.note("item/agentMessage/delta", itemId=self.msg_id, delta=f"part-{i} ")
+            notify(opts, os.getpid())
+            with open(opts["gate"]) as gate:
+                gate.readline()
+            for i in range(n, 2 * n):
+                self.note("item/agentMessage/delta", itemId=self.msg_id, delta=f"part-{i} ")
+            self.usage()
+            self.completed("completed")
+        elif mode == "params":
+            env = dict(os.environ)
+            self.answer(
+                json.dumps({"argv": self.server.argv, "env": env, "requests": self.server.received})
+            )
+        elif mode == "thread":
+            resumed = self.server.threads.get(self.tid, False)
+            self.answer(f"thread={self.tid} resumed={str(resumed).lower()}")
+        else:
+            self.completed("failed", {"message": f"fake app-server: unknown mode {mode}"})
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    if args[:2] == ["debug", "models"]:
+        print(json.dumps(MODELS))
+        return 0
+    if "app-server" not in args:
+        print(f"fake app-server: unsupported arguments {args}", file=sys.stderr)
+        return 2
+    return Server(sys.argv).main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
