@@ -1,0 +1,717 @@
+"""The app-server backend with real processes: the fake app-server (``tests/fake_app_server.py``)
+run by ``AppServerBackend`` directly and through a real Hypercorn, and the real Codex CLI against
+the fake upstream (``realcodex``).
+
+Every wait is for an event (the fake's notify FIFO, a pidfd turning readable, a response byte),
+bounded by ``trio.fail_after``; process death is checked through ``/proc`` and pidfds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import trio
+from codex_cli import FAKE_API_KEY, FakeUpstream, private_home, write_codex_home
+from conftest import (
+    TEST_CATALOG,
+    ServerFactory,
+    in_thread,
+    make_fifo,
+    make_settings,
+    read_notify,
+    require_codex_cli,
+    runner_of,
+    sdk,
+)
+from harness import alive, assert_no_process_in, chat_body, check_stream, release_gate, wait_gone
+from quart_trio import QuartTrio
+
+from trio_codex import create_app
+from trio_codex.codex.app_server import AppServerBackend
+from trio_codex.codex.backends import make_backend
+from trio_codex.codex.command import FAST_FLAGS
+from trio_codex.codex.exec import ExecBackend
+from trio_codex.codex.models import ModelCatalog
+from trio_codex.run.events import (
+    CodexEvent,
+    ItemEvent,
+    MessageCompleted,
+    ReasoningCompleted,
+    TextDelta,
+    ThreadStarted,
+    Transcript,
+    TurnCompleted,
+    TurnFailed,
+    TurnStarted,
+    Usage,
+)
+from trio_codex.run.runner import CodexRunner, ExitInfo, RunSpec
+from trio_codex.settings import Settings, SettingsError
+
+pytestmark = pytest.mark.slow
+
+TESTS = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def fake_app_server(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tests/fake_app_server.py`` as an executable ``codex`` run by this test run's Python."""
+    path = tmp_path_factory.mktemp("app-server-bin") / "codex"
+    path.write_text(f"#!{sys.executable}\n" + (TESTS / "fake_app_server.py").read_text())
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def settings_for(tmp_path: Path, codex: Path, *, process: str = "", **overrides: Any) -> Settings:
+    """Settings running ``codex`` with the app-server backend; ``process`` is the fake's
+    process directive (``$CODEX_HOME/fake-app-server``)."""
+    settings = make_settings(tmp_path, codex_path=codex, backend="app-server", **overrides)
+    if process:
+        (settings.codex_home / "fake-app-server").write_text(process)
+    return settings
+
+
+def backend_for(settings: Settings, **kwargs: Any) -> AppServerBackend:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(settings.workdir), "OPENAI_API_KEY": "sk-secret"}
+    return AppServerBackend(settings, environ=env, **kwargs)
+
+
+async def run_collect(
+    backend: AppServerBackend, spec: RunSpec
+) -> tuple[list[CodexEvent], ExitInfo]:
+    events: list[CodexEvent] = []
+
+    async def emit(event: CodexEvent) -> None:
+        events.append(event)
+
+    info = await backend.run(spec, emit)
+    return events, info
+
+
+def transcript_of(events: list[CodexEvent]) -> Transcript:
+    transcript = Transcript()
+    for event in events:
+        transcript.feed(event)
+    return transcript
+
+
+async def assert_all_dead(pids: list[int]) -> None:
+    with trio.fail_after(5):
+        for pid in pids:
+            await wait_gone(pid)
+    assert not any(alive(pid) for pid in pids)
+
+
+def failure_of(events: list[CodexEvent]) -> str:
+    failures = [e.message for e in events if isinstance(e, TurnFailed)]
+    assert len(failures) == 1, events
+    assert isinstance(events[-1], TurnFailed), events
+    return failures[0]
+
+
+# --------------------------------------------------------------------------- the backend alone
+
+
+def test_codex_backend_setting_picks_the_backend(tmp_path: Path, fake_app_server: Path) -> None:
+    env = {"CODEX_PATH": str(fake_app_server), "CODEX_HOME": str(tmp_path / "home")}
+    assert Settings.from_env(env, make_workdir=False).backend == "exec"
+    chosen = Settings.from_env({**env, "CODEX_BACKEND": "app-server"}, make_workdir=False)
+    assert chosen.backend == "app-server"
+    with pytest.raises(
+        SettingsError, match=r"CODEX_BACKEND: 'appserver' is not one of: exec, app-server"
+    ):
+        Settings.from_env({**env, "CODEX_BACKEND": "appserver"}, make_workdir=False)
+    made = make_backend(chosen, environ={}, extra_env_names=())
+    assert isinstance(made, AppServerBackend)
+    assert made.binary == fake_app_server
+    assert made.binary_env == {}
+    exec_settings = Settings.from_env(env, make_workdir=False)
+    assert isinstance(make_backend(exec_settings, environ={}, extra_env_names=()), ExecBackend)
+
+
+async def test_a_turn_streams_deltas_and_sums_its_usage(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    """The whole event sequence of a turn; the group is announced, reaped, and gone."""
+    spawned: list[int] = []
+    reaped: list[int] = []
+    backend = backend_for(
+        settings_for(tmp_path, fake_app_server),
+        on_spawn=spawned.append,
+        on_reap=reaped.append,
+    )
+    with trio.fail_after(10):
+        events, info = await run_collect(
+            backend,
+            RunSpec(prompt="[[codex:reply=abcdef;deltas=3;usage=40,4,9,3;usage_parts=2]]"),
+        )
+    assert isinstance(events[0], ThreadStarted)
+    assert events[1:] == [
+        TurnStarted(),
+        TextDelta("msg_1", "ab"),
+        TextDelta("msg_1", "cd"),
+        TextDelta("msg_1", "ef"),
+        MessageCompleted("msg_1", "abcdef"),
+        TurnCompleted(Usage(40, 4, 9, 3)),
+    ]
+    assert info.exit_code == 0  # it exited by itself when its stdin closed
+    assert "PATH aliases" in info.stderr
+    assert spawned == reaped
+    assert len(spawned) == 1
+    assert not alive(spawned[0])
+
+
+async def test_what_the_child_receives(tmp_path: Path, fake_app_server: Path) -> None:
+    """argv, environment and every request: approvals off, sandbox, cwd, images, schema."""
+    settings = settings_for(tmp_path, fake_app_server, local_only=False)
+    image = tmp_path / "in.png"
+    image.write_bytes(b"png")
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"a": {"type": "string"}}}))
+    spec = RunSpec(
+        prompt="[[codex:mode=params;deltas=1]]",
+        model="gpt-test",
+        reasoning_effort="low",
+        sandbox="workspace-write",
+        network_access=True,
+        images=(image,),
+        output_schema=schema,
+    )
+    with trio.fail_after(10):
+        events, _ = await run_collect(backend_for(settings), spec)
+    seen = json.loads(transcript_of(events).text)
+    assert seen["argv"][1:] == [*FAST_FLAGS, "app-server"]
+    env = seen["env"]
+    assert env["RUST_LOG"] == "off"
+    assert env["NO_COLOR"] == "1"
+    assert env["CODEX_HOME"] == str(settings.codex_home)
+    assert "OPENAI_API_KEY" not in env  # the allowlist holds
+    requests = seen["requests"]
+    assert [r.get("method") for r in requests] == [
+        "initialize",
+        "initialized",
+        "thread/start",
+        "turn/start",
+    ]
+    assert [r.get("id") for r in requests] == [0, None, 1, 2]
+    assert requests[0]["params"]["capabilities"]["experimentalApi"] is False
+    assert requests[2]["params"] == {
+        "cwd": str(settings.workdir),
+        "approvalPolicy": "never",
+        "sandbox": "workspace-write",
+        "model": "gpt-test",
+        "config": {"sandbox_workspace_write": {"network_access": True}},
+        "ephemeral": True,
+    }
+    turn = requests[3]["params"]
+    assert turn["input"] == [
+        {"type": "text", "text": spec.prompt, "text_elements": []},
+        {"type": "localImage", "path": str(image)},
+    ]
+    assert turn["effort"] == "low"
+    assert turn["outputSchema"] == json.loads(schema.read_text())
+
+
+async def test_local_only_adds_its_flags_before_the_subcommand(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    settings = settings_for(tmp_path, fake_app_server, local_only=True)
+    with trio.fail_after(10):
+        events, _ = await run_collect(
+            backend_for(settings), RunSpec(prompt="[[codex:mode=params]]")
+        )
+    argv = json.loads(transcript_of(events).text)["argv"]
+    assert argv[-1] == "app-server"
+    assert 'web_search="disabled"' in argv
+
+
+async def test_approval_requests_are_declined_and_the_turn_completes(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    """The server's request id 0 equals our initialize id: it is still answered as a request."""
+    backend = backend_for(settings_for(tmp_path, fake_app_server))
+    with trio.fail_after(10):
+        events, info = await run_collect(backend, RunSpec(prompt="[[codex:mode=approval]]"))
+    transcript = transcript_of(events)
+    assert transcript.text == "decision=decline tool=-32601"
+    assert transcript.failure(info.exit_code) is None
+    items = [(e.phase, e.item_type, e.item["status"]) for e in events if isinstance(e, ItemEvent)]
+    assert items == [
+        ("started", "command_execution", "inProgress"),
+        ("completed", "command_execution", "declined"),
+    ]
+
+
+async def test_reasoning_and_retry_notices(tmp_path: Path, fake_app_server: Path) -> None:
+    backend = backend_for(settings_for(tmp_path, fake_app_server))
+    with trio.fail_after(10):
+        reasoning, _ = await run_collect(
+            backend, RunSpec(prompt="[[codex:mode=reasoning;summary=Weighing;reply=ok]]")
+        )
+        retried, info = await run_collect(backend, RunSpec(prompt="[[codex:mode=retry;reply=ok]]"))
+    assert ReasoningCompleted("rs_1", "Weighing") in reasoning
+    assert transcript_of(reasoning).reasoning == ["Weighing"]
+    transcript = transcript_of(retried)
+    assert transcript.failure(info.exit_code) is None
+    assert transcript.text == "ok"
+
+
+async def test_a_failed_turn_fails_with_codexs_message(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    backend = backend_for(settings_for(tmp_path, fake_app_server))
+    with trio.fail_after(10):
+        events, info = await run_collect(
+            backend, RunSpec(prompt="[[codex:mode=fail;reply=part;deltas=2;message=quota gone]]")
+        )
+    assert failure_of(events) == "quota gone"
+    assert transcript_of(events).text == "part"
+    assert info.exit_code == 0
+
+
+async def test_a_resumed_thread_keeps_its_id_and_reports_the_running_total(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    thread = "01a213e5-1c56-7000-8000-000000000abc"
+    backend = backend_for(settings_for(tmp_path, fake_app_server))
+    with trio.fail_after(10):
+        events, _ = await run_collect(
+            backend,
+            RunSpec(prompt="[[codex:mode=thread;usage=5,0,1,0]]", resume_thread_id=thread),
+        )
+    assert events[0] == ThreadStarted(thread)
+    transcript = transcript_of(events)
+    assert transcript.text == f"thread={thread} resumed=true"
+    # The replayed usage of the older turn (100, 0, 10, 0) is the baseline, not this turn's.
+    assert transcript.usage == Usage(105, 0, 11, 0)
+
+
+@pytest.mark.parametrize(
+    ("process", "prompt", "expected"),
+    [
+        ("init=silent", "", "did not answer initialize within 1 s"),
+        ("init=garbage", "", "broke the protocol: an output line of 34 bytes is not JSON"),
+        (
+            "init=exit;code=4",
+            "",
+            "closed its output before answering initialize (exit status 4): "
+            "Error: fake app-server gave up before initialize",
+        ),
+        ("config=invalid", "", "Codex could not load its configuration (config.toml:1:9:"),
+        ("", "[[codex:mode=garbage;deltas=2]]", "broke the protocol"),
+        (
+            "",
+            "[[codex:mode=die;deltas=2;code=3]]",
+            "closed its output before the turn completed (exit status 3)",
+        ),
+        ("", "[[codex:mode=nonsense]]", "fake app-server: unknown mode nonsense"),
+    ],
+)
+async def test_a_misbehaving_child_ends_the_run_with_one_clear_failure(
+    tmp_path: Path, fake_app_server: Path, process: str, prompt: str, expected: str
+) -> None:
+    """Silence, garbage, death and a config Codex could not load: one TurnFailed naming the
+    problem, never a hang, and nothing left running."""
+    settings = settings_for(tmp_path, fake_app_server, process=process, kill_grace=0.5)
+    backend = backend_for(settings, rpc_timeout=1.0)
+    with trio.fail_after(10):
+        began = trio.current_time()
+        events, _ = await run_collect(backend, RunSpec(prompt=prompt))
+        elapsed = trio.current_time() - began
+        await assert_no_process_in(settings.workdir)
+    assert expected in failure_of(events)
+    assert elapsed < 1.0 + 0.5 + 1.5  # rpc_timeout + kill_grace + slack
+    if "config" in process:
+        assert not any(isinstance(e, TurnStarted) for e in events)  # no prompt was sent
+
+
+async def test_cancel_kills_a_term_ignoring_child_and_grandchild(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    """A cancelled run (client gone) SIGTERMs the group, waits the grace, SIGKILLs it."""
+    fifo = make_fifo(tmp_path)
+    reaped: list[int] = []
+    settings = settings_for(tmp_path, fake_app_server, kill_grace=0.3)
+    backend = backend_for(settings, on_reap=reaped.append)
+    prompt = f"[[codex:mode=hang;ignore_term=1;grandchild=1;notify={fifo}]]"
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_collect, backend, RunSpec(prompt=prompt))
+            pids = await read_notify(fifo)
+            assert len(pids) == 2
+            assert all(alive(p) for p in pids)
+            cancelled_at = trio.current_time()
+            nursery.cancel_scope.cancel(reason="test: the client left")
+        latency = trio.current_time() - cancelled_at
+        await assert_all_dead(pids)
+    assert 0.3 <= latency < 1.3  # the grace, then SIGKILL
+    assert reaped == [pids[0]]
+
+
+async def test_runner_timeout_kills_the_group_and_frees_the_slot(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    fifo = make_fifo(tmp_path)
+    settings = settings_for(tmp_path, fake_app_server, kill_grace=0.3)
+    runner = CodexRunner(backend_for(settings), max_parallel=1, queue_timeout=1, exec_timeout=1.0)
+    prompt = f"[[codex:mode=hang;ignore_term=1;grandchild=1;notify={fifo}]]"
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(10):
+            handle = await runner.start(nursery, RunSpec(prompt=prompt))
+            handle.attach()
+            pids = await read_notify(fifo)
+            async for _ in handle.events:
+                pass
+            await handle.done.wait()
+            await assert_all_dead(pids)
+    assert handle.error is not None
+    assert handle.error.status_code == 504
+    assert runner.limiter.borrowed_tokens == 0
+
+
+# --------------------------------------------------------------------------- over HTTP
+
+
+def http_app(settings: Settings, backend: AppServerBackend | None = None) -> QuartTrio:
+    """The app for ``settings``: ``make_backend`` picks the app-server backend (with the reaper)
+    unless ``backend`` is given."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(settings.workdir)}
+    return create_app(settings, backend=backend, catalog=TEST_CATALOG, environ=env)
+
+
+@asynccontextmanager
+async def sse_lines(url: str, path: str, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[str]]:
+    """POST ``body`` and yield the response's SSE ``data:`` payloads as they arrive."""
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+        client.stream("POST", path, json=body) as response,
+    ):
+        assert response.status_code == 200
+
+        async def payloads() -> AsyncIterator[str]:
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    yield line.removeprefix("data: ")
+
+        yield payloads()
+
+
+def chat_content(payload: str) -> str | None:
+    if payload == "[DONE]":
+        return None
+    obj = json.loads(payload)
+    assert "error" not in obj, obj
+    return "".join(c["delta"].get("content") or "" for c in obj["choices"]) or None
+
+
+def responses_delta(payload: str) -> str | None:
+    obj = json.loads(payload)
+    assert obj["type"] != "response.failed", obj
+    return obj["delta"] if obj["type"] == "response.output_text.delta" else None
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content"),
+    [
+        ("/v1/chat/completions", {"stream": True, **chat_body("x")}, chat_content),
+        ("/v1/responses", {"model": "gpt-test", "input": "x", "stream": True}, responses_delta),
+    ],
+    ids=["chat", "responses"],
+)
+async def test_content_reaches_the_client_while_codex_is_still_writing(
+    tmp_path: Path,
+    fake_app_server: Path,
+    start_server: ServerFactory,
+    path: str,
+    body: dict[str, Any],
+    content: Callable[[str], str | None],
+) -> None:
+    """The first three deltas are read by the client while the fake is blocked before writing
+    the next three: each arrives as its own chunk, before the turn has ended."""
+    fifo, gate = make_fifo(tmp_path), make_fifo(tmp_path, "gate")
+    url = await start_server(http_app(settings_for(tmp_path, fake_app_server)))
+    directive = f"[[codex:mode=stream_gate;count=3;notify={fifo};gate={gate}]]"
+    if "messages" in body:
+        body = {**body, "messages": [{"role": "user", "content": directive}]}
+    else:
+        body = {**body, "input": directive}
+    chunks: list[tuple[float, str]] = []
+    with trio.fail_after(15):
+        async with sse_lines(url, path, body) as payloads:
+            await read_notify(fifo)  # the fake has written 3 deltas and now waits on the gate
+            async for payload in payloads:
+                text = content(payload)
+                if text:
+                    chunks.append((trio.current_time(), text))
+                if len(chunks) == 3:
+                    break
+            released = trio.current_time()
+            await release_gate(gate)
+            async for payload in payloads:
+                text = content(payload)
+                if text:
+                    chunks.append((trio.current_time(), text))
+    assert [text for _, text in chunks] == [f"part-{n} " for n in range(6)]
+    assert all(at < released for at, _ in chunks[:3])
+    assert all(at > released for at, _ in chunks[3:])
+
+
+async def test_an_approval_is_declined_over_http(
+    tmp_path: Path, fake_app_server: Path, start_server: ServerFactory
+) -> None:
+    url = await start_server(http_app(settings_for(tmp_path, fake_app_server)))
+    with trio.fail_after(15):
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            response = await client.post(
+                "/v1/chat/completions", json=chat_body("[[codex:mode=approval]]")
+            )
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "decision=decline tool=-32601"
+
+
+@pytest.mark.parametrize(
+    ("process", "prompt", "expected"),
+    [
+        ("init=silent", "hi", "did not answer initialize within 1 s"),
+        ("", "[[codex:mode=garbage]]", "broke the protocol"),
+        ("", "[[codex:mode=die;code=3]]", "closed its output before the turn completed"),
+    ],
+    ids=["no-initialize-answer", "malformed-line", "death-mid-turn"],
+)
+async def test_protocol_failures_are_a_clean_502(
+    tmp_path: Path,
+    fake_app_server: Path,
+    start_server: ServerFactory,
+    process: str,
+    prompt: str,
+    expected: str,
+) -> None:
+    """No answer, garbage, death: 502 within the deadline, nothing left, the slot free."""
+    fifo = make_fifo(tmp_path)
+    settings = settings_for(
+        tmp_path, fake_app_server, process=f"{process};notify={fifo}", kill_grace=0.5
+    )
+    app = http_app(settings, backend_for(settings, rpc_timeout=1.0))
+    url = await start_server(app)
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            pids: list[int] = []
+
+            async def pid() -> None:
+                pids.extend(await read_notify(fifo))
+
+            nursery.start_soon(pid)
+            began = trio.current_time()
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                response = await client.post("/v1/chat/completions", json=chat_body(prompt))
+            elapsed = trio.current_time() - began
+        await assert_all_dead(pids)
+        await assert_no_process_in(settings.workdir)
+        await runner_of(app).running.wait_value(0)
+    assert response.status_code == 502, response.text
+    error = response.json()["error"]
+    assert error["code"] == "upstream_error"
+    assert expected in error["message"]
+    assert elapsed < 1.0 + 0.5 + 2.0
+    assert runner_of(app).limiter.borrowed_tokens == 0
+
+
+async def test_death_mid_stream_is_an_in_stream_error_after_the_content(
+    tmp_path: Path, fake_app_server: Path, start_server: ServerFactory
+) -> None:
+    settings = settings_for(tmp_path, fake_app_server)
+    url = await start_server(http_app(settings))
+    body = chat_body("[[codex:mode=die;reply=abcd;deltas=2]]", stream=True)
+    with trio.fail_after(15):
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            response = await client.post("/v1/chat/completions", json=body)
+        await assert_no_process_in(settings.workdir)
+    outcome = check_stream(response.content)
+    assert outcome.text == "abcd"
+    assert outcome.error is not None
+    assert "closed its output before the turn completed" in outcome.error["message"]
+    assert not outcome.done
+
+
+@pytest.mark.parametrize("how", ["client-disconnect", "timeout"])
+async def test_term_ignoring_child_and_grandchild_die_over_http(
+    tmp_path: Path, fake_app_server: Path, start_server: ServerFactory, how: str
+) -> None:
+    """A stream whose client leaves, or whose run times out: both processes die, the slot frees."""
+    fifo = make_fifo(tmp_path)
+    settings = settings_for(
+        tmp_path,
+        fake_app_server,
+        kill_grace=0.3,
+        timeout=30.0 if how == "client-disconnect" else 1.0,
+    )
+    app = http_app(settings)
+    url = await start_server(app)
+    body = chat_body(f"[[codex:mode=hang;ignore_term=1;grandchild=1;notify={fifo}]]", stream=True)
+    received: list[bytes] = []
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+
+            async def call() -> None:
+                async with (
+                    httpx.AsyncClient(base_url=url, timeout=30) as client,
+                    client.stream("POST", "/v1/chat/completions", json=body) as response,
+                ):
+                    received.extend([chunk async for chunk in response.aiter_raw()])
+
+            nursery.start_soon(call)
+            pids = await read_notify(fifo)
+            assert len(pids) == 2
+            if how == "client-disconnect":
+                nursery.cancel_scope.cancel(reason="test: the client disconnects")
+        await assert_all_dead(pids)
+        await runner_of(app).running.wait_value(0)
+    assert runner_of(app).limiter.borrowed_tokens == 0
+    if how == "timeout":
+        outcome = check_stream(b"".join(received))
+        assert outcome.error is not None
+        assert "CODEX_TIMEOUT" in outcome.error["message"]
+
+
+# --------------------------------------------------------------------------- the real Codex CLI
+
+
+async def serve_real_app_server(
+    tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory, **overrides: Any
+) -> tuple[QuartTrio, str]:
+    """The app on real Hypercorn with ``CODEX_BACKEND=app-server`` and the real CLI against
+    ``upstream``; returns the app and its ``/v1`` URL. The catalog is given (``fake-model``):
+    the app discovers one only for ``ExecBackend`` today."""
+    codex_home = write_codex_home(tmp_path / "codex-home", upstream.base_url)
+    settings = make_settings(
+        tmp_path,
+        codex_path=require_codex_cli(),
+        codex_home=codex_home,
+        backend="app-server",
+        **overrides,
+    )
+    environ = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": str(private_home(tmp_path)),
+        "FAKE_API_KEY": FAKE_API_KEY,
+    }
+    catalog = ModelCatalog.from_slugs({"fake-model": ("low", "medium", "high")})
+    app = create_app(settings, catalog=catalog, environ=environ)
+    return app, await start_server(app) + "/v1"
+
+
+STREAMED = "[[fake:chunks=20;delay_ms=100]]"
+
+
+def chunk_times_chat(url: str) -> list[tuple[float, str]]:
+    """Stream a chat completion with the SDK; (monotonic time, text) of each content chunk."""
+    seen: list[tuple[float, str]] = []
+    with (
+        sdk(url) as client,
+        client.chat.completions.create(
+            model="fake-model",
+            messages=[{"role": "user", "content": f"tell me {STREAMED}"}],
+            stream=True,
+        ) as stream,
+    ):
+        for chunk in stream:
+            now = time.monotonic()
+            seen.extend((now, c.delta.content) for c in chunk.choices if c.delta.content)
+    return seen
+
+
+def chunk_times_responses(url: str) -> tuple[list[tuple[float, str]], str]:
+    """Stream a response with the SDK's ``responses.stream`` helper; the deltas and the final
+    text."""
+    seen: list[tuple[float, str]] = []
+    with (
+        sdk(url) as client,
+        client.responses.stream(model="fake-model", input=f"tell me {STREAMED}") as stream,
+    ):
+        for event in stream:
+            if event.type == "response.output_text.delta":
+                seen += [(time.monotonic(), event.delta)]
+        final = stream.get_final_response()
+    return seen, final.output_text
+
+
+@pytest.mark.realcodex
+async def test_real_codex_streams_chat_deltas_as_they_come(
+    tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory
+) -> None:
+    """20 upstream deltas 100 ms apart reach the SDK as >= 15 chunks spread over >= 1 s."""
+    _, url = await serve_real_app_server(tmp_path, upstream, start_server)
+    seen = await in_thread(lambda: chunk_times_chat(url), fail_after=60)
+    assert len(seen) >= 15, seen
+    assert seen[-1][0] - seen[0][0] >= 1.0
+    assert "".join(text for _, text in seen) == "Hello from the fake upstream."
+
+
+@pytest.mark.realcodex
+async def test_real_codex_streams_responses_deltas_as_they_come(
+    tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory
+) -> None:
+    _, url = await serve_real_app_server(tmp_path, upstream, start_server)
+    seen, final = await in_thread(lambda: chunk_times_responses(url), fail_after=60)
+    assert len(seen) >= 15, seen
+    assert seen[-1][0] - seen[0][0] >= 1.0
+    assert "".join(text for _, text in seen) == final == "Hello from the fake upstream."
+
+
+@pytest.mark.realcodex
+async def test_real_codex_continues_a_conversation_with_the_requests_own_usage(
+    tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory
+) -> None:
+    """previous_response_id resumes the thread (thread/resume) with its history; each response
+    reports its own usage, as with exec."""
+    _, url = await serve_real_app_server(tmp_path, upstream, start_server)
+
+    def conversation() -> tuple[Any, Any]:
+        with sdk(url) as client:
+            first = client.responses.create(
+                model="fake-model",
+                input="remember PAPAYA [[fake:mode=echo;input_tokens=100;output_tokens=10]]",
+            )
+            second = client.responses.create(
+                model="fake-model",
+                input="what was it? [[fake:mode=echo;input_tokens=250;output_tokens=20]]",
+                previous_response_id=first.id,
+            )
+            return first, second
+
+    first, second = await in_thread(conversation, fail_after=90)
+    assert first.usage.input_tokens == 100
+    assert second.usage.input_tokens == 250
+    assert second.usage.output_tokens == 20
+    history = json.loads(second.output_text)
+    assert history[0] == ["user", "remember PAPAYA"]
+    assert history[-1] == ["user", "what was it?"]
+
+
+@pytest.mark.realcodex
+async def test_real_codex_failure_is_an_openai_error(
+    tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory
+) -> None:
+    _, url = await serve_real_app_server(tmp_path, upstream, start_server)
+
+    def call() -> None:
+        with sdk(url) as client:
+            client.chat.completions.create(
+                model="fake-model",
+                messages=[{"role": "user", "content": "hi [[fake:mode=error;status=429]]"}],
+            )
+
+    with pytest.raises(openai.RateLimitError) as caught:
+        await in_thread(call, fail_after=60)
+    assert caught.value.status_code == 429
