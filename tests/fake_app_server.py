@@ -3,7 +3,8 @@
 
 Stdlib only. Run as ``codex [global flags] app-server``; it answers ``initialize``,
 ``thread/start``, ``thread/resume`` and ``turn/start`` like Codex 0.169.0 (APP_SERVER.md), and
-exits 0 when its stdin closes, like the real one. Also ``codex debug models`` (the catalog).
+exits 0 when its stdin closes, like the real one. Also ``codex --version`` and
+``codex debug models`` (the catalog).
 
 Two channels pick its behaviour (the server gives Codex an allowlisted environment, so neither is
 an environment variable):
@@ -20,6 +21,7 @@ Process keys:
 ``config=invalid``  send the ``configWarning`` "Invalid configuration; using defaults." after
                   ``initialize`` (what app-server does when ``config.toml`` does not parse).
 ``notify=PATH``   as the turn key, but at start.
+``version=X.Y.Z`` what ``codex --version`` prints (default ``codex-cli 0.169.0``).
 
 Turn modes (``mode=``, default ``ok``):
 
@@ -383,6 +385,9 @@ def main() -> int:
     args = sys.argv[1:]
     if args[:2] == ["debug", "models"]:
         print(json.dumps(MODELS))
+        return 0
+    if args == ["--version"]:
+        print(f"codex-cli {process_options().get('version', '0.169.0')}")
         return 0
     if "app-server" not in args:
         print(f"fake app-server: unsupported arguments {args}", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 import time
@@ -39,6 +40,7 @@ from quart_trio import QuartTrio
 
 from trio_codex import create_app
 from trio_codex.codex.app_server import AppServerBackend
+from trio_codex.codex.app_server_check import AppServerCheckError, check_app_server, parse_version
 from trio_codex.codex.backends import make_backend
 from trio_codex.codex.command import FAST_FLAGS
 from trio_codex.codex.exec import ExecBackend
@@ -380,6 +382,63 @@ async def test_runner_timeout_kills_the_group_and_frees_the_slot(
     assert runner.limiter.borrowed_tokens == 0
 
 
+# --------------------------------------------------------------------------- startup check
+
+
+async def test_startup_check_accepts_a_codex_that_answers(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    settings = settings_for(tmp_path, fake_app_server)
+    spawned: list[int] = []
+    reaped: list[int] = []
+    backend = backend_for(settings, on_spawn=spawned.append, on_reap=reaped.append)
+    with trio.fail_after(10):
+        assert await check_app_server(backend) == "0.169.0"
+        await assert_no_process_in(settings.workdir)
+    assert spawned == reaped
+    assert len(spawned) == 1
+
+
+@pytest.mark.parametrize(
+    ("process", "expected"),
+    [
+        (
+            "version=0.150.0",
+            "needs Codex CLI 0.169.0 or newer; {binary} is 0.150.0. Upgrade it",
+        ),
+        ("init=silent", "failed its startup handshake: codex app-server did not answer initialize"),
+        ("init=exit;code=4", "closed its output before answering initialize"),
+        ("config=invalid", "Codex could not load its configuration (config.toml:1:9"),
+    ],
+    ids=["too-old", "silent", "dies", "bad-config"],
+)
+async def test_startup_check_refuses_with_a_clear_message(
+    tmp_path: Path, fake_app_server: Path, process: str, expected: str
+) -> None:
+    settings = settings_for(tmp_path, fake_app_server, process=process, kill_grace=0.3)
+    backend = backend_for(settings, rpc_timeout=1.0)
+    with trio.fail_after(10):
+        with pytest.raises(AppServerCheckError) as refused:
+            await check_app_server(backend)
+        await assert_no_process_in(settings.workdir)
+    assert expected.format(binary=fake_app_server) in str(refused.value)
+
+
+async def test_startup_check_refuses_a_binary_that_is_not_codex(tmp_path: Path) -> None:
+    backend = backend_for(settings_for(tmp_path, Path("/bin/true")))
+    with (
+        trio.fail_after(10),
+        pytest.raises(AppServerCheckError, match="did not print a Codex version"),
+    ):
+        await check_app_server(backend)
+
+
+def test_versions_parse_from_codex_output() -> None:
+    assert parse_version("codex-cli 0.169.0") == (0, 169, 0)
+    assert parse_version("codex-cli 1.2.10-alpha.3\n") == (1, 2, 10)
+    assert parse_version("codex-cli") is None
+
+
 # --------------------------------------------------------------------------- over HTTP
 
 
@@ -697,6 +756,44 @@ async def test_real_codex_continues_a_conversation_with_the_requests_own_usage(
     history = json.loads(second.output_text)
     assert history[0] == ["user", "remember PAPAYA"]
     assert history[-1] == ["user", "what was it?"]
+
+
+@pytest.mark.realcodex
+async def test_real_codex_passes_the_startup_check(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, codex_path=require_codex_cli(), backend="app-server")
+    with trio.fail_after(30):
+        assert await check_app_server(backend_for(settings)) == "0.169.0"
+
+
+@pytest.mark.realcodex
+async def test_real_codex_with_a_broken_config_fails_the_startup_check(tmp_path: Path) -> None:
+    """app-server would go on with the default provider; the check refuses instead."""
+    settings = make_settings(tmp_path, codex_path=require_codex_cli(), backend="app-server")
+    (settings.codex_home / "config.toml").write_text("model = \n")
+    with (
+        trio.fail_after(30),
+        pytest.raises(AppServerCheckError, match="could not load its configuration"),
+    ):
+        await check_app_server(backend_for(settings))
+
+
+@pytest.mark.realcodex
+async def test_real_codex_with_a_broken_config_sends_no_prompt(
+    tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory
+) -> None:
+    """A config.toml broken after startup: 502 naming it, and the upstream saw no request."""
+    _, url = await serve_real_app_server(tmp_path, upstream, start_server)
+    (tmp_path / "codex-home" / "config.toml").write_text("model = \n")
+    with trio.fail_after(60):
+        async with httpx.AsyncClient(timeout=60) as client:
+            response = await client.post(
+                url + "/chat/completions", json={**chat_body("secret"), "model": "fake-model"}
+            )
+    assert response.status_code == 502, response.text
+    # thread/start re-reads the config and refuses it (the configWarning check is the backstop).
+    message = response.json()["error"]["message"]
+    assert re.search(r"(could not|failed to) load (its )?configuration", message), message
+    assert upstream.requests() == []
 
 
 @pytest.mark.realcodex
