@@ -39,8 +39,8 @@ Turn modes (``mode=``, default ``ok``):
                   first, ``grandchild=1`` starts a grandchild (same group) that ignores SIGTERM.
 ``stream_gate``   ``count`` deltas (default 3), notify, wait for a line on the FIFO ``gate``,
                   ``count`` more deltas, complete.
-``params``        the reply is the JSON of ``{"argv", "env", "requests"}``: every request and
-                  notification received so far, in order.
+``params``        the reply is the JSON of ``{"argv", "env", "pid", "requests"}``: every request
+                  and notification received so far, in order.
 ``thread``        the reply is ``thread=<id> resumed=<true|false>``.
 
 Usage: ``usage=input,cached,output,reasoning`` (default ``11,3,7,2``), sent as ``usage_parts``
@@ -371,9 +371,13 @@ class Turn:
             self.completed("completed")
         elif mode == "params":
             env = dict(os.environ)
-            self.answer(
-                json.dumps({"argv": self.server.argv, "env": env, "requests": self.server.received})
-            )
+            seen = {
+                "argv": self.server.argv,
+                "env": env,
+                "pid": os.getpid(),
+                "requests": self.server.received,
+            }
+            self.answer(json.dumps(seen))
         elif mode == "thread":
             resumed = self.server.threads.get(self.tid, False)
             self.answer(f"thread={self.tid} resumed={str(resumed).lower()}")

@@ -84,6 +84,8 @@ class Settings:
     network_wait: float = 30.0
     #: Which Codex subcommand runs a request (``CODEX_BACKEND``).
     backend: BackendName = "exec"
+    #: app-server children kept spawned and initialized ahead of requests (app-server only).
+    warm_spares: int = 0
 
     def __post_init__(self) -> None:
         if self.sandbox_mode == "danger-full-access" and not self.allow_danger_full_access:
@@ -149,6 +151,7 @@ class Settings:
             response_id_secret=secret,
             network_wait=get("CODEX_NETWORK_WAIT_SECONDS", 30.0, _seconds()),
             backend=get("CODEX_BACKEND", "exec", _choice(BACKENDS)),  # type: ignore[arg-type]
+            warm_spares=get("CODEX_WARM_SPARES", 0, _int(minimum=0)),
         )
 
 

@@ -8,9 +8,11 @@ bounded by ``trio.fail_after``; process death is checked through ``/proc`` and p
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
+import signal
 import stat
 import sys
 import time
@@ -439,6 +441,168 @@ def test_versions_parse_from_codex_output() -> None:
     assert parse_version("codex-cli") is None
 
 
+# --------------------------------------------------------------------------- warm spares
+
+
+@asynccontextmanager
+async def serving(backend: AppServerBackend) -> AsyncIterator[None]:
+    """``backend.serve`` (its warm spares) for the duration of the block."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(backend.serve)
+        yield
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_run_adopts_a_warm_spare_which_is_replaced_at_once(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    """The spare was initialized before the request; the run skips initialize and uses it; a
+    new spare is ready while the pool serves; every group is reaped at the end."""
+    spawned: list[int] = []
+    reaped: list[int] = []
+    settings = settings_for(tmp_path, fake_app_server)
+    backend = backend_for(settings, on_spawn=spawned.append, on_reap=reaped.append, warm_spares=1)
+    with trio.fail_after(15):
+        async with serving(backend):
+            await backend.pool.ready.wait_value(1)
+            spare = spawned[0]
+            events, info = await run_collect(backend, RunSpec(prompt="[[codex:mode=params]]"))
+            seen = json.loads(transcript_of(events).text)
+            assert not alive(spare)  # run() returned: the adopted group is dead
+            await backend.pool.ready.wait_value(1)
+            assert len(spawned) == 2
+        await assert_all_dead(spawned)
+    assert seen["pid"] == spare
+    assert [r.get("method") for r in seen["requests"]] == [
+        "initialize",
+        "initialized",
+        "thread/start",
+        "turn/start",
+    ]
+    assert [r.get("id") for r in seen["requests"]] == [0, None, 1, 2]
+    assert info.exit_code == 0
+    assert sorted(reaped) == sorted(spawned)
+    assert backend.pool.adopted == 1
+
+
+async def test_without_serve_a_run_starts_its_own_child(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    spawned: list[int] = []
+    backend = backend_for(
+        settings_for(tmp_path, fake_app_server), on_spawn=spawned.append, warm_spares=1
+    )
+    with trio.fail_after(10):
+        events, _ = await run_collect(backend, RunSpec(prompt="[[codex:mode=params]]"))
+    assert json.loads(transcript_of(events).text)["pid"] == spawned[0]
+    assert backend.pool.adopted == 0
+
+
+async def test_stopping_the_pool_kills_idle_spares(tmp_path: Path, fake_app_server: Path) -> None:
+    spawned: list[int] = []
+    reaped: list[int] = []
+    settings = settings_for(tmp_path, fake_app_server)
+    backend = backend_for(settings, on_spawn=spawned.append, on_reap=reaped.append, warm_spares=2)
+    with trio.fail_after(15):
+        async with serving(backend):
+            await backend.pool.ready.wait_value(2)
+            assert all(alive(p) for p in spawned)
+        assert not any(alive(p) for p in spawned)  # serve returns once they are reaped
+        await assert_no_process_in(settings.workdir)
+    assert sorted(reaped) == sorted(spawned)
+    assert len(spawned) == 2
+
+
+async def test_a_spare_that_cannot_start_is_retried_with_backoff(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    """Each spare dies before initialize: the gaps between spawns double from the base."""
+    spawn_times: list[float] = []
+    settings = settings_for(tmp_path, fake_app_server, process="init=exit;code=4")
+    backend = backend_for(
+        settings,
+        on_spawn=lambda _: spawn_times.append(trio.current_time()),
+        warm_spares=1,
+        warm_backoff_base=0.1,
+    )
+    with trio.fail_after(15):
+        async with serving(backend):
+            await backend.pool.failures.wait_value(lambda n: n >= 4)
+            assert backend.pool.ready.value == 0
+        await assert_no_process_in(settings.workdir)
+    gaps = [b - a for a, b in itertools.pairwise(spawn_times[:4])]
+    for n, gap in enumerate(gaps):
+        assert gap >= 0.1 * 2**n, (n, gaps)
+    assert backend.pool.adopted == 0
+
+
+async def test_a_spare_that_dies_idle_is_never_adopted_and_is_replaced(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    spawned: list[int] = []
+    settings = settings_for(tmp_path, fake_app_server)
+    backend = backend_for(settings, on_spawn=spawned.append, warm_spares=1, warm_backoff_base=0.05)
+    with trio.fail_after(15):
+        async with serving(backend):
+            await backend.pool.ready.wait_value(1)
+            os.kill(spawned[0], signal.SIGKILL)
+            await backend.pool.failures.wait_value(1)
+            await backend.pool.ready.wait_value(1)
+            events, _ = await run_collect(backend, RunSpec(prompt="[[codex:mode=params]]"))
+    assert len(spawned) >= 2
+    assert json.loads(transcript_of(events).text)["pid"] == spawned[1]
+
+
+async def test_cancelling_a_run_on_a_warm_spare_kills_child_and_grandchild(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    fifo = make_fifo(tmp_path)
+    settings = settings_for(tmp_path, fake_app_server, kill_grace=0.3)
+    backend = backend_for(settings, warm_spares=1)
+    prompt = f"[[codex:mode=hang;ignore_term=1;grandchild=1;notify={fifo}]]"
+    with trio.fail_after(15):
+        async with serving(backend):
+            await backend.pool.ready.wait_value(1)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run_collect, backend, RunSpec(prompt=prompt))
+                pids = await read_notify(fifo)
+                cancelled_at = trio.current_time()
+                nursery.cancel_scope.cancel(reason="test: the client left")
+            latency = trio.current_time() - cancelled_at
+            assert not alive(pids[0])  # run() returned only once the group was dead
+            await assert_all_dead(pids)
+    assert backend.pool.adopted == 1
+    assert 0.3 <= latency < 1.3
+
+
+async def test_a_warm_spare_serves_a_stream_over_http(
+    tmp_path: Path, fake_app_server: Path, start_server: ServerFactory
+) -> None:
+    settings = settings_for(tmp_path, fake_app_server)
+    backend = backend_for(settings, warm_spares=1)
+    url = await start_server(http_app(settings, backend))
+    with trio.fail_after(15):
+        async with serving(backend):
+            await backend.pool.ready.wait_value(1)
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                response = await client.post(
+                    "/v1/chat/completions",
+                    json=chat_body("[[codex:reply=warm hello;deltas=2]]", stream=True),
+                )
+    assert check_stream(response.content).text == "warm hello"
+    assert backend.pool.adopted == 1
+
+
+def test_warm_spares_setting(tmp_path: Path, fake_app_server: Path) -> None:
+    env = {"CODEX_PATH": str(fake_app_server), "CODEX_HOME": str(tmp_path / "home")}
+    assert Settings.from_env(env, make_workdir=False).warm_spares == 0
+    settings = Settings.from_env({**env, "CODEX_WARM_SPARES": "3"}, make_workdir=False)
+    assert settings.warm_spares == 3
+    assert AppServerBackend(settings).pool.size == 3
+    with pytest.raises(SettingsError, match="CODEX_WARM_SPARES: -1 is below the minimum of 0"):
+        Settings.from_env({**env, "CODEX_WARM_SPARES": "-1"}, make_workdir=False)
+
+
 # --------------------------------------------------------------------------- over HTTP
 
 
@@ -756,6 +920,39 @@ async def test_real_codex_continues_a_conversation_with_the_requests_own_usage(
     history = json.loads(second.output_text)
     assert history[0] == ["user", "remember PAPAYA"]
     assert history[-1] == ["user", "what was it?"]
+
+
+@pytest.mark.realcodex
+async def test_real_codex_warm_spare_streams_a_turn(tmp_path: Path, upstream: FakeUpstream) -> None:
+    """A spare of the real CLI, initialized ahead, is adopted and streams every delta."""
+    codex_home = write_codex_home(tmp_path / "codex-home", upstream.base_url)
+    settings = make_settings(
+        tmp_path, codex_path=require_codex_cli(), codex_home=codex_home, backend="app-server"
+    )
+    environ = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": str(private_home(tmp_path)),
+        "FAKE_API_KEY": FAKE_API_KEY,
+    }
+    spawned: list[int] = []
+    backend = AppServerBackend(
+        settings,
+        environ=environ,
+        extra_env_names=("FAKE_API_KEY",),
+        on_spawn=spawned.append,
+        warm_spares=1,
+    )
+    with trio.fail_after(60):
+        async with serving(backend):
+            await backend.pool.ready.wait_value(1)
+            events, info = await run_collect(backend, RunSpec(prompt="hi [[fake:chunks=5]]"))
+        await assert_all_dead(spawned)
+    deltas = [e for e in events if isinstance(e, TextDelta)]
+    assert len(deltas) == 5
+    transcript = transcript_of(events)
+    assert transcript.text == "Hello from the fake upstream."
+    assert transcript.failure(info.exit_code) is None
+    assert backend.pool.adopted == 1
 
 
 @pytest.mark.realcodex

@@ -6,12 +6,19 @@ its own process group (``process.open_process_group``), speaks JSON-RPC to it ov
 (``app_protocol.TurnMapper``): initialize, ``thread/start`` (or ``thread/resume``), one
 ``turn/start``, every notification of that turn, then stdin is closed, which ends app-server.
 
+Warm spares (``CODEX_WARM_SPARES``): while ``serve`` runs, that many children are kept spawned and
+initialized (``warm.WarmPool``); a run claims one when it can and skips the spawn and the
+``initialize`` round trip (APP_SERVER.md section 3.7), and the pool starts a replacement at once.
+A thread cannot be prepared ahead: it needs the request's model, sandbox and prompt.
+
 Guarantees:
 
 * the group is announced (``on_spawn``) before anything is written to the child, and
-  ``on_reap`` runs once it is dead, on every path out of ``run``; when ``run`` returns or is
-  cancelled the whole group is dead (SIGTERM, which app-server handles by aborting the turn
-  cleanly, then SIGKILL after ``kill_grace``);
+  ``on_reap`` runs once it is dead, on every path out of ``run`` (spares: out of their keeper);
+  when ``run`` returns or is cancelled the whole group is dead (SIGTERM, which app-server handles
+  by aborting the turn cleanly, then SIGKILL after ``kill_grace``), an adopted spare included;
+* a spare is adopted only while it is alive and its output open, and by one run only; an adopted
+  spare is never given to another run;
 * it never hangs on the child: every answer is awaited under ``rpc_timeout``; a line that is not
   JSON-RPC, the child's death or the end of its output before the turn completed, a refused
   request, or a configuration Codex could not load end the run with one ``TurnFailed`` whose
@@ -31,8 +38,8 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Callable, Mapping
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -41,7 +48,7 @@ import trio
 from ..run.events import ThreadStarted, TurnFailed, TurnStarted
 from ..run.runner import Emit, ExitInfo, RunSpec
 from ..settings import Settings
-from . import process
+from . import process, warm
 from .app_protocol import (
     TurnMapper,
     fatal_config_warning,
@@ -62,6 +69,7 @@ from .jsonrpc import (
     ServerRequest,
 )
 from .localonly import LOCAL_ONLY_CODEX_ARGS
+from .warm import Report, WarmPool
 
 log = logging.getLogger("trio_codex.codex.app_server")
 
@@ -97,11 +105,86 @@ class _RunFailed(Exception):
     """The run cannot go on; the message is what the client is told."""
 
 
+class _Child:
+    """A running app-server: its connection, its stderr, and events for how it ends. Its reader
+    tasks run in the nursery of whoever owns the process (a run, or a warm spare's keeper)."""
+
+    def __init__(self, proc: trio.Process, timeout: float, nursery: trio.Nursery) -> None:
+        self.proc = proc
+        self.conn = RpcConnection(_pipe(proc.stdin), peer=PEER, timeout=timeout)
+        self.stderr = bytearray()
+        self.exited = trio.Event()
+        self.stderr_closed = trio.Event()
+        #: Set when a warm spare is claimed, exits, or its output ends (wakes its keeper).
+        self.wake = trio.Event()
+        nursery.start_soon(self._drain_stderr)
+        nursery.start_soon(self._watch_exit)
+        nursery.start_soon(self._serve)
+
+    async def _serve(self) -> None:
+        lines = process.read_lines(_pipe(self.proc.stdout), max_line=MAX_LINE)
+        async with aclosing(lines) as lines:
+            await self.conn.serve(lines)
+        self.wake.set()
+
+    async def _drain_stderr(self) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await process.drain_capped(_pipe(self.proc.stderr), self.stderr, STDERR_CAP)
+        self.stderr_closed.set()
+
+    async def _watch_exit(self) -> None:
+        """When the leader exits, wait briefly, then kill what is left of its group, so that a
+        descendant holding stdout open cannot keep a run waiting for the end of the output."""
+        await self.proc.wait()
+        self.exited.set()
+        self.wake.set()
+        await trio.sleep(EXIT_DRAIN)
+        process.killpg_quiet(self.proc.pid, signal.SIGKILL)
+
+    async def finish(self) -> None:
+        """After the turn: close stdin (app-server exits with rc 0 within ~50 ms) and wait
+        ``EXIT_WAIT`` at most; what it still prints is dropped."""
+        self.conn.incoming.close()
+        with contextlib.suppress(ProtocolError, trio.BrokenResourceError):
+            await self.conn.close_input()
+        with trio.move_on_after(EXIT_WAIT):
+            await self.exited.wait()
+            await self.stderr_closed.wait()
+
+    def exit_info(self) -> ExitInfo:
+        return ExitInfo(self.proc.returncode, self.stderr.decode("utf-8", "replace"))
+
+
+class WarmChild(_Child):
+    """A spare app-server, initialized ahead, owned by its keeper task (``_keep_spare``)."""
+
+    def __init__(self, proc: trio.Process, timeout: float, nursery: trio.Nursery) -> None:
+        super().__init__(proc, timeout, nursery)
+        self.claimed = False
+        self.completed = False
+        self.released = trio.Event()
+        #: The group is dead and reaped (set by the keeper, whatever happened).
+        self.dead = trio.Event()
+
+    def claim(self) -> bool:
+        usable = not (self.claimed or self.exited.is_set() or self.conn.closed)
+        if usable:
+            self.claimed = True
+            self.wake.set()
+        return usable
+
+    def release(self, *, completed: bool) -> None:
+        """The run is done with it: end it gracefully after a completed turn, else at once."""
+        self.completed = completed
+        self.released.set()
+
+
 class AppServerBackend:
     """Runs one ``codex app-server`` per request; see the module docstring for the guarantees.
 
     ``on_spawn(pgid)`` / ``on_reap(pgid)`` as for ``ExecBackend`` (the reaper uses them).
-    ``rpc_timeout`` bounds every wait for an answer.
+    ``rpc_timeout`` bounds every wait for an answer. ``warm_spares`` children are kept
+    initialized ahead while ``serve`` runs, and a run adopts one when it can.
     """
 
     def __init__(
@@ -113,6 +196,8 @@ class AppServerBackend:
         on_spawn: Callable[[int], None] | None = None,
         on_reap: Callable[[int], None] | None = None,
         rpc_timeout: float = RPC_TIMEOUT,
+        warm_spares: int | None = None,
+        warm_backoff_base: float = warm.BACKOFF_BASE,
     ) -> None:
         self.settings = settings
         self.binary, self.binary_env = resolve_codex_binary(settings.codex_path)
@@ -122,6 +207,11 @@ class AppServerBackend:
         self.on_reap = on_reap
         self.rpc_timeout = rpc_timeout
         self.client_version = _client_version()
+        spares = settings.warm_spares if warm_spares is None else warm_spares
+        self.pool: WarmPool[WarmChild] = WarmPool(
+            spares, self._keep_spare, backoff_base=warm_backoff_base
+        )
+        self._serving = False
 
     def argv(self) -> tuple[str, ...]:
         return app_server_argv(self.binary, local_only=self.settings.local_only)
@@ -139,12 +229,11 @@ class AppServerBackend:
         env["NO_COLOR"] = "1"
         return env
 
-    async def run(self, spec: RunSpec, emit: Emit) -> ExitInfo:
-        output_schema = await _load_schema(spec.output_schema)
-        stderr = bytearray()
-        info = ExitInfo()
+    @asynccontextmanager
+    async def _spawn(self) -> AsyncIterator[trio.Process]:
+        """A new app-server process group, announced before anything is written to it and
+        reaped (``on_reap``) once it is dead, on every way out."""
         spawned: int | None = None
-        failure: str | None = None
         try:
             async with process.open_process_group(
                 self.argv(),
@@ -155,56 +244,73 @@ class AppServerBackend:
                 spawned = proc.pid
                 if self.on_spawn is not None:
                     self.on_spawn(proc.pid)
-                try:
-                    failure = await self._session(proc, spec, emit, output_schema, stderr)
-                finally:
-                    info.stderr = stderr.decode("utf-8", "replace")
+                yield proc
         finally:
-            # The group is dead here whatever happened (cancellation included).
             if spawned is not None and self.on_reap is not None:
                 self.on_reap(spawned)
-        info.exit_code = proc.returncode
+
+    # ------------------------------------------------------------------ runs
+
+    async def run(self, spec: RunSpec, emit: Emit) -> ExitInfo:
+        output_schema = await _load_schema(spec.output_schema)
+        spare = self.pool.take()
+        if spare is not None:
+            info, failure = await self._run_adopted(spare, spec, emit, output_schema)
+        else:
+            info, failure = await self._run_fresh(spec, emit, output_schema)
         if failure is not None:
             await emit(TurnFailed(failure))
         return info
 
-    async def _session(
+    async def _run_fresh(
+        self, spec: RunSpec, emit: Emit, output_schema: dict[str, Any] | None
+    ) -> tuple[ExitInfo, str | None]:
+        async with self._spawn() as proc, trio.open_nursery() as nursery:
+            child = _Child(proc, self.rpc_timeout, nursery)
+            failure = await self._talk(child, spec, emit, output_schema, initialized=False)
+            if failure is None:
+                await child.finish()
+            nursery.cancel_scope.cancel()
+        # The group is dead here whatever happened (cancellation included).
+        return child.exit_info(), failure
+
+    async def _run_adopted(
+        self, spare: WarmChild, spec: RunSpec, emit: Emit, output_schema: dict[str, Any] | None
+    ) -> tuple[ExitInfo, str | None]:
+        """Drive a claimed spare; its keeper ends it once released (at once when this run is
+        cancelled or failed), and this returns only when its group is dead."""
+        completed = False
+        try:
+            failure = await self._talk(spare, spec, emit, output_schema, initialized=True)
+            completed = failure is None
+        finally:
+            spare.release(completed=completed)
+            with trio.CancelScope(shield=True):
+                await spare.dead.wait()  # bounded: EXIT_WAIT, then kill_grace + 1 s
+        return spare.exit_info(), failure
+
+    async def _talk(
         self,
-        proc: trio.Process,
+        child: _Child,
         spec: RunSpec,
         emit: Emit,
         output_schema: dict[str, Any] | None,
-        stderr: bytearray,
+        *,
+        initialized: bool,
     ) -> str | None:
-        """Talk to the child until the turn ends; returns a failure message, or None."""
-        stderr_closed = trio.Event()
-        exited = trio.Event()
-        conn = RpcConnection(_pipe(proc.stdin), peer=PEER, timeout=self.rpc_timeout)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_drain_stderr, proc, stderr, stderr_closed)
-            nursery.start_soon(_watch_exit, proc, exited)
-            nursery.start_soon(_serve, conn, proc)
-            try:
-                await self._converse(conn, spec, emit, output_schema)
-            except (ProtocolError, RpcError, _RunFailed) as exc:
-                failure = str(exc)
-                if conn.closed and conn.error is None:
-                    # The output ended: the child is dying; say how, once it has.
-                    with trio.move_on_after(EXIT_DRAIN):
-                        await exited.wait()
-                        await stderr_closed.wait()
-                    failure += _exit_detail(proc.returncode, stderr)
-                nursery.cancel_scope.cancel()
-                return failure
-            # The turn is over: closing stdin ends app-server (rc 0 within ~50 ms). What it
-            # still prints is dropped.
-            conn.incoming.close()
-            with contextlib.suppress(ProtocolError, trio.BrokenResourceError):
-                await conn.close_input()
-            with trio.move_on_after(EXIT_WAIT):
-                await exited.wait()
-                await stderr_closed.wait()
-            nursery.cancel_scope.cancel()
+        """The conversation of one run; returns a failure message, or None once the turn
+        completed."""
+        try:
+            await self._converse(child.conn, spec, emit, output_schema, initialized=initialized)
+        except (ProtocolError, RpcError, _RunFailed) as exc:
+            failure = str(exc)
+            if child.conn.closed and child.conn.error is None:
+                # The output ended: the child is dying; say how, once it has.
+                with trio.move_on_after(EXIT_DRAIN):
+                    await child.exited.wait()
+                    await child.stderr_closed.wait()
+                failure += _exit_detail(child.proc.returncode, child.stderr)
+            return failure
         return None
 
     async def _converse(
@@ -213,14 +319,19 @@ class AppServerBackend:
         spec: RunSpec,
         emit: Emit,
         output_schema: dict[str, Any] | None,
+        *,
+        initialized: bool,
     ) -> None:
         # initialize, initialized and the thread request go out together (answers come back
         # in order); the prompt waits until the configuration is known to be Codex's own.
-        init = await conn.send_request("initialize", initialize_params(self.client_version))
-        await conn.notify("initialized")
+        init = None
+        if not initialized:
+            init = await conn.send_request("initialize", initialize_params(self.client_version))
+            await conn.notify("initialized")
         method, params = thread_request(spec, workdir=self.settings.workdir)
         thread_req = await conn.send_request(method, params)
-        await _answer_of(conn, init)
+        if init is not None:
+            await _answer_of(conn, init)
         thread_id = thread_id_of(await _answer_of(conn, thread_req))
         if thread_id is None:
             raise _RunFailed(f"{PEER} answered {method} without a thread id")
@@ -270,6 +381,53 @@ class AppServerBackend:
         if message.method in ("warning", "configWarning", "deprecationNotice"):
             log.debug("%s: %s %s", PEER, message.method, message.params)
 
+    # ------------------------------------------------------------------ warm spares
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep ``warm_spares`` app-servers spawned and initialized until cancelled (run it in
+        the app's lifespan nursery; with no spares it returns at once). Cancelling it kills the
+        idle spares, and the adopted ones too: stop it after the runs have ended."""
+        if self.pool.size <= 0:
+            task_status.started()
+            return
+        await self.pool.serve(task_status=task_status)
+
+    async def _keep_spare(self, pool: WarmPool[WarmChild], report: Report) -> None:
+        """One spare, from spawn to death: initialize, offer, and once claimed keep owning its
+        process until the run releases it."""
+        spare: WarmChild | None = None
+        try:
+            async with self._spawn() as proc, trio.open_nursery() as nursery:
+                spare = WarmChild(proc, self.rpc_timeout, nursery)
+                try:
+                    await spare.conn.request("initialize", initialize_params(self.client_version))
+                    await spare.conn.notify("initialized")
+                except (ProtocolError, RpcError) as exc:
+                    log.warning("a warm %s did not start: %s", PEER, exc)
+                    nursery.cancel_scope.cancel()
+                    return
+                pool.offer(spare)
+                try:
+                    await spare.wake.wait()
+                finally:
+                    pool.withdraw(spare)
+                if not spare.claimed:
+                    log.warning(
+                        "a warm %s ended before use%s",
+                        PEER,
+                        _exit_detail(proc.returncode, spare.stderr),
+                    )
+                    nursery.cancel_scope.cancel()
+                    return
+                report(True)
+                await spare.released.wait()
+                if spare.completed:
+                    await spare.finish()
+                nursery.cancel_scope.cancel()
+        finally:
+            if spare is not None:
+                spare.dead.set()
+
 
 async def _answer_of(conn: RpcConnection, pending: Pending) -> dict[str, Any]:
     try:
@@ -310,23 +468,3 @@ def _pipe(stream: T | None) -> T:
     if stream is None:  # pragma: no cover - open_process_group always pipes all three
         raise RuntimeError("the Codex process has no pipe")
     return stream
-
-
-async def _serve(conn: RpcConnection, proc: trio.Process) -> None:
-    async with aclosing(process.read_lines(_pipe(proc.stdout), max_line=MAX_LINE)) as lines:
-        await conn.serve(lines)
-
-
-async def _drain_stderr(proc: trio.Process, sink: bytearray, closed: trio.Event) -> None:
-    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-        await process.drain_capped(_pipe(proc.stderr), sink, STDERR_CAP)
-    closed.set()
-
-
-async def _watch_exit(proc: trio.Process, exited: trio.Event) -> None:
-    """When the leader exits, wait briefly, then kill what is left of its group, so that a
-    descendant holding stdout open cannot keep the run waiting for the end of the output."""
-    await proc.wait()
-    exited.set()
-    await trio.sleep(EXIT_DRAIN)
-    process.killpg_quiet(proc.pid, signal.SIGKILL)
