@@ -36,6 +36,7 @@ from conftest import (
     require_codex_cli,
     runner_of,
     sdk,
+    serve_real_codex,
 )
 from harness import alive, assert_no_process_in, chat_body, check_stream, release_gate, wait_gone
 from quart_trio import QuartTrio
@@ -46,7 +47,6 @@ from trio_codex.codex.app_server_check import AppServerCheckError, check_app_ser
 from trio_codex.codex.backends import make_backend
 from trio_codex.codex.command import FAST_FLAGS
 from trio_codex.codex.exec import ExecBackend
-from trio_codex.codex.models import ModelCatalog
 from trio_codex.run.events import (
     CodexEvent,
     ItemEvent,
@@ -764,7 +764,6 @@ async def test_death_mid_stream_is_an_in_stream_error_after_the_content(
     assert outcome.text == "abcd"
     assert outcome.error is not None
     assert "closed its output before the turn completed" in outcome.error["message"]
-    assert not outcome.done
 
 
 @pytest.mark.parametrize("how", ["client-disconnect", "timeout"])
@@ -814,24 +813,12 @@ async def serve_real_app_server(
     tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory, **overrides: Any
 ) -> tuple[QuartTrio, str]:
     """The app on real Hypercorn with ``CODEX_BACKEND=app-server`` and the real CLI against
-    ``upstream``; returns the app and its ``/v1`` URL. The catalog is given (``fake-model``):
-    the app discovers one only for ``ExecBackend`` today."""
-    codex_home = write_codex_home(tmp_path / "codex-home", upstream.base_url)
-    settings = make_settings(
-        tmp_path,
-        codex_path=require_codex_cli(),
-        codex_home=codex_home,
-        backend="app-server",
-        **overrides,
+    ``upstream`` (its catalog discovered from ``codex debug models``); returns the app and its
+    ``/v1`` URL."""
+    server = await serve_real_codex(
+        tmp_path, upstream.base_url, start_server, backend="app-server", **overrides
     )
-    environ = {
-        "PATH": os.environ.get("PATH", os.defpath),
-        "HOME": str(private_home(tmp_path)),
-        "FAKE_API_KEY": FAKE_API_KEY,
-    }
-    catalog = ModelCatalog.from_slugs({"fake-model": ("low", "medium", "high")})
-    app = create_app(settings, catalog=catalog, environ=environ)
-    return app, await start_server(app) + "/v1"
+    return server.app, server.v1
 
 
 STREAMED = "[[fake:chunks=20;delay_ms=100]]"
