@@ -399,34 +399,35 @@ class AppServerBackend:
         try:
             async with self._spawn() as proc, trio.open_nursery() as nursery:
                 spare = WarmChild(proc, self.rpc_timeout, nursery)
-                try:
-                    await spare.conn.request("initialize", initialize_params(self.client_version))
-                    await spare.conn.notify("initialized")
-                except (ProtocolError, RpcError) as exc:
-                    log.warning("a warm %s did not start: %s", PEER, exc)
-                    nursery.cancel_scope.cancel()
-                    return
-                pool.offer(spare)
-                try:
-                    await spare.wake.wait()
-                finally:
-                    pool.withdraw(spare)
-                if not spare.claimed:
-                    log.warning(
-                        "a warm %s ended before use%s",
-                        PEER,
-                        _exit_detail(proc.returncode, spare.stderr),
-                    )
-                    nursery.cancel_scope.cancel()
-                    return
-                report(True)
-                await spare.released.wait()
-                if spare.completed:
-                    await spare.finish()
+                await self._hold_spare(spare, pool, report)
                 nursery.cancel_scope.cancel()
         finally:
             if spare is not None:
                 spare.dead.set()
+
+    async def _hold_spare(
+        self, spare: WarmChild, pool: WarmPool[WarmChild], report: Report
+    ) -> None:
+        """Initialize and offer ``spare``; once a run claimed it, wait for its release."""
+        try:
+            await spare.conn.request("initialize", initialize_params(self.client_version))
+            await spare.conn.notify("initialized")
+        except (ProtocolError, RpcError) as exc:
+            log.warning("a warm %s did not start: %s", PEER, exc)
+            return
+        pool.offer(spare)
+        try:
+            await spare.wake.wait()
+        finally:
+            pool.withdraw(spare)
+        if not spare.claimed:
+            detail = _exit_detail(spare.proc.returncode, spare.stderr)
+            log.warning("a warm %s ended before use%s", PEER, detail)
+            return
+        report(True)
+        await spare.released.wait()
+        if spare.completed:
+            await spare.finish()
 
 
 async def _answer_of(conn: RpcConnection, pending: Pending) -> dict[str, Any]:
