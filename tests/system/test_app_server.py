@@ -1,6 +1,6 @@
-"""The app-server backend with real processes: the fake app-server (``tests/fake_app_server.py``)
-run by ``AppServerBackend`` directly and through a real Hypercorn, and the real Codex CLI against
-the fake upstream (``realcodex``).
+"""The app-server backend with real processes: the fake app-server
+(``tests/support/fake_app_server.py``) run by ``AppServerBackend`` directly and through a real
+Hypercorn, and the real Codex CLI against the fake upstream (``realcodex``).
 
 Every wait is for an event (the fake's notify FIFO, a pidfd turning readable, a response byte),
 bounded by ``trio.fail_after``; process death is checked through ``/proc`` and pidfds.
@@ -25,22 +25,27 @@ import httpx
 import openai
 import pytest
 import trio
-from codex_cli import FAKE_API_KEY, FakeUpstream, private_home, write_codex_home
-from conftest import (
-    TEST_CATALOG,
+from quart_trio import QuartTrio
+
+from tests.support.codex_cli import FAKE_API_KEY, FakeUpstream, private_home, write_codex_home
+from tests.support.fakes import TEST_CATALOG, make_fifo, make_settings, read_notify
+from tests.support.harness import (
+    alive,
+    assert_no_process_in,
+    chat_body,
+    check_stream,
+    release_gate,
+    wait_gone,
+)
+from tests.support.paths import FAKE_APP_SERVER_SCRIPT
+from tests.support.servers import (
     ServerFactory,
     in_thread,
-    make_fifo,
-    make_settings,
-    read_notify,
     require_codex_cli,
     runner_of,
     sdk,
     serve_real_codex,
 )
-from harness import alive, assert_no_process_in, chat_body, check_stream, release_gate, wait_gone
-from quart_trio import QuartTrio
-
 from trio_codex import create_app
 from trio_codex.codex.app_server import AppServerBackend
 from trio_codex.codex.app_server_check import AppServerCheckError, check_app_server, parse_version
@@ -65,14 +70,13 @@ from trio_codex.settings import Settings, SettingsError
 
 pytestmark = pytest.mark.slow
 
-TESTS = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="session")
 def fake_app_server(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``tests/fake_app_server.py`` as an executable ``codex`` run by this test run's Python."""
+    """``tests/support/fake_app_server.py`` as an executable ``codex`` run by this test run's
+    Python."""
     path = tmp_path_factory.mktemp("app-server-bin") / "codex"
-    path.write_text(f"#!{sys.executable}\n" + (TESTS / "fake_app_server.py").read_text())
+    path.write_text(f"#!{sys.executable}\n" + FAKE_APP_SERVER_SCRIPT.read_text())
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
 
