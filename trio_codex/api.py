@@ -24,7 +24,7 @@ from quart.typing import ResponseReturnValue
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from .codex.backends import make_backend
+from .codex.backends import CodexBackend, make_backend, serve_backend
 from .codex.command import child_environment
 from .codex.localonly import LocalOnlyPolicy, provider_env_keys
 from .codex.models import ModelCatalog, build_catalog, configured_model, discover_models
@@ -89,6 +89,7 @@ def create_app(
 
     reaper: Reaper | None = None
     binary = None
+    codex_backend: CodexBackend | None = None
     if backend is None:
         # The reaper kills Codex's groups if this process dies without cleaning up (SIGKILL).
         reaper = Reaper(settle=settings.kill_grace + 1.0)
@@ -99,7 +100,7 @@ def create_app(
             on_spawn=reaper.register,
             on_reap=reaper.unregister,
         )
-        backend, binary = made, (made.binary, made.binary_env)
+        backend, codex_backend, binary = made, made, (made.binary, made.binary_env)
     runner = CodexRunner(
         backend,
         max_parallel=settings.max_parallel_requests,
@@ -114,6 +115,8 @@ def create_app(
     app.extensions["trio_codex"] = parts
     rate = RateLimiter(settings.rate_limit_per_minute)
     reaper_scope = trio.CancelScope()
+    backend_scope = trio.CancelScope()
+    backend_done = trio.Event()
 
     async def _run_reaper(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         if reaper is None:
@@ -122,9 +125,22 @@ def create_app(
         with reaper_scope:
             await reaper.run(task_status=task_status)
 
+    async def _serve_backend(
+        *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            with backend_scope:
+                if codex_backend is None:
+                    task_status.started()
+                    return
+                await serve_backend(codex_backend, task_status=task_status)
+        finally:
+            backend_done.set()
+
     @app.before_serving
     async def _startup() -> None:
         await app.nursery.start(_run_reaper)
+        await app.nursery.start(_serve_backend)
         if catalog is None and binary is not None:
             path, binary_env = binary
             found = None
@@ -143,6 +159,10 @@ def create_app(
         # BACKGROUND_TASK_SHUTDOWN_TIMEOUT. Runs still ending get their grace period first.
         with trio.move_on_after(settings.kill_grace + 1.0):
             await runner.running.wait_value(0)
+        # Warm spares (and any adopted child) go after the runs, and before the reaper.
+        backend_scope.cancel()
+        with trio.move_on_after(settings.kill_grace + 1.0):
+            await backend_done.wait()
         reaper_scope.cancel()
 
     @app.before_request

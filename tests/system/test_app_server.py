@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ import httpx
 import openai
 import pytest
 import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
 from tests.support.codex_cli import FAKE_API_KEY, FakeUpstream, private_home, write_codex_home
@@ -47,6 +50,7 @@ from tests.support.servers import (
     serve_real_codex,
 )
 from trio_codex import create_app
+from trio_codex.api import components
 from trio_codex.codex.app_server import AppServerBackend
 from trio_codex.codex.app_server_check import AppServerCheckError, check_app_server, parse_version
 from trio_codex.codex.backends import make_backend
@@ -1000,3 +1004,41 @@ async def test_real_codex_failure_is_an_openai_error(
     with pytest.raises(openai.RateLimitError) as caught:
         await in_thread(call, fail_after=60)
     assert caught.value.status_code == 429
+
+
+async def test_the_app_starts_checks_and_stops_its_warm_spares(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    """create_app's own wiring: the startup check passes, a spare is spawned before any
+    request, a request adopts it (a replacement follows), and when the server stops every
+    group is gone: spares die with the server, after the runs."""
+    settings = settings_for(tmp_path, fake_app_server, warm_spares=1)
+    app = http_app(settings)
+    reaper = components(app).reaper
+    assert reaper is not None
+    seen: set[int] = set()
+    async with trio.open_nursery() as nursery:
+        config = Config()
+        config.bind = ["127.0.0.1:0"]
+        config.accesslog = None
+        config.graceful_timeout = 1.0
+        stop = trio.Event()
+        binds: list[str] = await nursery.start(
+            partial(serve, app, config, shutdown_trigger=stop.wait)
+        )
+        with trio.fail_after(10):
+            await reaper.count.wait_value(1)
+        first = set(reaper.live)
+        seen |= first
+        async with httpx.AsyncClient(base_url=binds[0], timeout=30) as client:
+            r = await client.post(
+                "/v1/chat/completions", json=chat_body("[[codex:reply=warm wiring]]")
+            )
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["content"] == "warm wiring"
+        with trio.fail_after(10):
+            await reaper.count.wait_value(lambda n: n >= 1 and set(reaper.live) != first)
+        seen |= set(reaper.live)
+        stop.set()
+    await assert_all_dead(sorted(seen))
+    assert reaper.live == set()

@@ -8,13 +8,19 @@ which the app uses to run ``codex debug models``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
+
+import trio
 
 from ..settings import Settings
 from .app_server import AppServerBackend
+from .app_server_check import check_app_server
 from .exec import ExecBackend
 
 CodexBackend = ExecBackend | AppServerBackend
+
+log = logging.getLogger("trio_codex")
 
 
 def make_backend(
@@ -34,3 +40,20 @@ def make_backend(
         on_spawn=on_spawn,
         on_reap=on_reap,
     )
+
+
+async def serve_backend(
+    backend: CodexBackend, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Make the backend ready and keep it so while the server runs (the app's lifespan nursery).
+
+    app-server: check the binary (``codex --version`` and one ``initialize`` handshake; raises
+    ``AppServerCheckError`` naming the problem), then keep the warm spares until cancelled,
+    which kills them. exec: nothing to do.
+    """
+    if isinstance(backend, AppServerBackend):
+        version = await check_app_server(backend)
+        log.info("app-server backend: Codex CLI %s", version)
+        await backend.serve(task_status=task_status)
+    else:
+        task_status.started()
