@@ -5,6 +5,9 @@ Responses upstream (``tests/support/fake_upstream.py``) on 127.0.0.1, and the se
 ``python -m trio_codex`` on 127.0.0.1 port 0; nothing leaves the machine. Prints one table; every
 figure is given with the baseline it is compared to, measured in the same run, and their ratio.
 
+* per backend (``exec``, ``app-server`` cold, ``app-server`` with a warm spare): p50 of a trivial
+  non-stream request and time to first content, against the tuned direct ``codex exec`` floor,
+  and the chunks of a reply the upstream streams as 20 deltas 100 ms apart;
 * latency (p50, p90) of a trivial non-stream request through the server, against the same
   prompt with ``codex exec --json`` run directly: (a) as a user would type it (the npm launcher,
   default flags), (b) exactly as the server runs it (native binary, ``FAST_FLAGS``,
@@ -115,6 +118,9 @@ class Timing:
     total: float
     first_byte: float = 0.0
     first_content: float = 0.0
+    #: Streamed: separate content chunks received, and when the last one arrived.
+    chunks: int = 0
+    last_content: float = 0.0
 
 
 def run_direct(argv: Sequence[str], env: dict[str, str], cwd: Path, prompt: str) -> Timing:
@@ -189,8 +195,11 @@ class Server:
 
 
 @contextlib.contextmanager
-def server(lab: Lab, *, parallel: int, timeout: float = 120.0) -> Iterator[Server]:
+def server(
+    lab: Lab, *, parallel: int, timeout: float = 120.0, extra: dict[str, str] | None = None
+) -> Iterator[Server]:
     env = {
+        **(extra or {}),
         **lab.env,
         "FAKE_API_KEY": "x",
         "CODEX_PATH": str(lab.cli),
@@ -248,10 +257,15 @@ class Connection:
         self.sock = socket.create_connection((host, port), timeout=RUN_TIMEOUT)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def _reopen(self) -> None:
+        self.sock.close()
+        self.sock = socket.create_connection((self.host, self.port), timeout=RUN_TIMEOUT)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def close(self) -> None:
         self.sock.close()
 
-    def chat(self, prompt: str, *, stream: bool) -> Timing:
+    def chat(self, prompt: str, *, stream: bool, retried: bool = False) -> Timing:
         body = json.dumps(
             {"model": MODEL, "stream": stream, "messages": [{"role": "user", "content": prompt}]}
         ).encode()
@@ -262,23 +276,30 @@ class Connection:
         start = time.perf_counter()
         self.sock.sendall(request)
         data = bytearray()
-        first_byte = first_content = 0.0
+        first_byte = first_content = last_content = 0.0
+        chunks = 0
         for _ in range(1_000_000):
             chunk = self.sock.recv(65536)
+            if not chunk and not data and not retried:
+                # An idle keep-alive connection the server closed (Hypercorn: 5 s): reopen.
+                self._reopen()
+                return self.chat(prompt, stream=stream, retried=True)
             if not chunk:
                 raise RuntimeError("the server closed the connection")
             now = time.perf_counter() - start
             first_byte = first_byte or now
             data += chunk
-            if stream and not first_content and b'"content":"H' in data:
-                first_content = now
+            if stream and (seen := data.count(b'"delta":{"content":"')) > chunks:
+                chunks = seen
+                first_content = first_content or now
+                last_content = now
             if _complete(bytes(data)):
                 break
         total = time.perf_counter() - start
         head = bytes(data[:12])
         if head != b"HTTP/1.1 200" or (stream and b"data: [DONE]" not in data):
             raise RuntimeError(f"bad answer: {bytes(data[:400])!r}")
-        return Timing(total, first_byte, first_content)
+        return Timing(total, first_byte, first_content, chunks, last_content)
 
     def send_only(self, prompt: str, *, stream: bool) -> None:
         """Send a request and do not read the answer (for holding runs and queue places)."""
@@ -432,6 +453,75 @@ def latency(lab: Lab, runs: int, rows: list[Row]) -> None:
     )
 
 
+#: A reply the fake upstream streams as 20 deltas 100 ms apart.
+STREAMED = "Tell a story. [[fake:chunks=20;delay_ms=100]]"
+BACKENDS: dict[str, dict[str, str]] = {
+    "exec": {"CODEX_BACKEND": "exec"},
+    "app-server cold": {"CODEX_BACKEND": "app-server"},
+    "app-server warm": {"CODEX_BACKEND": "app-server", "CODEX_WARM_SPARES": "1"},
+}
+
+
+def backends(lab: Lab, runs: int, rows: list[Row]) -> None:
+    """Each backend against the tuned direct ``codex exec`` floor, interleaved: a trivial
+    non-stream request (p50), time to first content of a streamed one, and a 20-delta reply."""
+    argv_server, env_server = server_argv(lab)
+    floor: list[float] = []
+    total: dict[str, list[float]] = {name: [] for name in BACKENDS}
+    content: dict[str, list[float]] = {name: [] for name in BACKENDS}
+    story: dict[str, list[Timing]] = {name: [] for name in BACKENDS}
+    with contextlib.ExitStack() as stack:
+        conns = {
+            name: Connection(srv.host, srv.port)
+            for name, extra in BACKENDS.items()
+            for srv in [stack.enter_context(server(lab, parallel=2, extra=extra))]
+        }
+        for conn in conns.values():
+            stack.callback(conn.close)
+            for _ in range(2):
+                conn.chat(PROMPT, stream=False)
+        for n in range(runs):
+            floor.append(run_direct(argv_server, env_server, lab.workdir, PROMPT).total)
+            for name, conn in conns.items():
+                time.sleep(0.3)  # a warm spare is replaced after each request
+                total[name].append(conn.chat(PROMPT, stream=False).total)
+                time.sleep(0.3)
+                content[name].append(conn.chat(PROMPT, stream=True).first_content)
+                if n < 3:
+                    story[name].append(conn.chat(STREAMED, stream=True))
+    base = pct(floor, 50)
+    for name in BACKENDS:
+        rows.append(
+            Row(
+                f"{name}: trivial non-stream p50 vs direct `codex exec` floor",
+                ms(pct(total[name], 50)),
+                ms(base),
+                pct(total[name], 50) / base,
+                "<= 0.5 (warm)" if name == "app-server warm" else "",
+            )
+        )
+        rows.append(
+            Row(
+                f"{name}: first content (p50, stream) vs direct floor",
+                ms(pct(content[name], 50)),
+                ms(base),
+                pct(content[name], 50) / base,
+            )
+        )
+        told = story[name]
+        first = statistics.median(s.first_content for s in told)
+        last = statistics.median(s.last_content for s in told)
+        rows.append(
+            Row(
+                f"{name}: 20-delta reply, first chunk vs last chunk",
+                ms(first),
+                ms(last),
+                first / last,
+                f"{min(s.chunks for s in told)} chunks (>= 15, first <= 400 ms)",
+            )
+        )
+
+
 def throughput(lab: Lab, requests: int, rows: list[Row]) -> None:
     argv_server, env_server = server_argv(lab)
     for concurrency in (1, 4, 16):
@@ -574,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with lab() as env:
         latency(env, args.runs, rows)
+        backends(env, max(5, args.runs // 2), rows)
         throughput(env, args.requests, rows)
         memory(env, rows)
     width = max(len(r.name) for r in rows)
