@@ -1,9 +1,9 @@
 """The HTTP application: ``create_app(settings) -> QuartTrio``. Wiring only.
 
 ``create_app`` builds the components (backend, reaper, runner, service, thread locks, rate
-limiter, request hooks), registers the routes (``http.chat``, ``http.responses``, models and
-``/healthz`` here), and installs what holds for every request: the guards (API key, rate limit)
-before every route but ``/healthz``; every error, ours or Quart's, leaves as an OpenAI error
+limiter, readiness, request hooks), registers the routes (``http.chat``, ``http.responses``,
+``http.ops``: ``/readyz``; models and ``/healthz`` here), and installs what holds for every
+request: the guards (API key, rate limit) before every route but ``/healthz`` and ``/readyz``; every error, ours or Quart's, leaves as an OpenAI error
 envelope with the right status; every response carries ``x-request-id``; one ``RequestOutcome``
 per request goes to the hooks (``http.access``: the log line). Routes are served with and
 without the ``/v1`` prefix.
@@ -28,6 +28,7 @@ from .codex.backends import CodexBackend, make_backend, serve_backend
 from .codex.command import child_environment
 from .codex.localonly import LocalOnlyPolicy, provider_env_keys
 from .codex.models import ModelCatalog, build_catalog, configured_model, discover_models
+from .codex.probe import codex_version
 from .codex.reaper import Reaper
 from .errors import (
     InvalidRequestError,
@@ -41,7 +42,9 @@ from .http.body import error_response
 from .http.chat import register_chat
 from .http.completions import register_completions
 from .http.guards import RateLimiter, check_api_key, key_fingerprint, presented_key
+from .http.ops import register_ops
 from .http.responses import register_responses
+from .readiness import Readiness, backend_name
 from .run.runner import Backend, CodexRunner
 from .run.threads import ThreadLocks
 from .service import Service
@@ -51,7 +54,7 @@ log = logging.getLogger("trio_codex")
 
 #: How long ``codex debug models`` may take at startup before the configured model is served alone.
 MODELS_TIMEOUT: Final = 30.0
-_PUBLIC: Final = frozenset({"/healthz", "/v1/healthz"})
+_PUBLIC: Final = frozenset({"/healthz", "/v1/healthz", "/readyz", "/v1/readyz"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Components:
     runner: CodexRunner
     locks: ThreadLocks
     reaper: Reaper | None
+    readiness: Readiness
 
 
 def components(app: QuartTrio) -> Components:
@@ -111,7 +115,14 @@ def create_app(
     )
     local_only = LocalOnlyPolicy(settings.codex_home, env) if settings.local_only else None
     service = Service(settings, runner, catalog or ModelCatalog([]), local_only=local_only)
-    parts = Components(service, runner, ThreadLocks(), reaper)
+    readiness = Readiness(
+        service,
+        runner,
+        settings.backend if binary is not None else backend_name(backend),
+        binary=None if binary is None else binary[0],
+        reaper=reaper,
+    )
+    parts = Components(service, runner, ThreadLocks(), reaper, readiness)
     app.extensions["trio_codex"] = parts
     rate = RateLimiter(settings.rate_limit_per_minute)
     reaper_scope = trio.CancelScope()
@@ -141,17 +152,27 @@ def create_app(
     async def _startup() -> None:
         await app.nursery.start(_run_reaper)
         await app.nursery.start(_serve_backend)
-        if catalog is None and binary is not None:
+        if binary is not None:
             path, binary_env = binary
-            found = None
-            with trio.move_on_after(MODELS_TIMEOUT):
-                found = await discover_models(
-                    path,
-                    env={**binary_env, **child_environment(env, codex_home=settings.codex_home)},
-                    codex_home=settings.codex_home,
-                )
-            service.catalog = found or build_catalog("", configured_model(settings.codex_home))
-        _log_startup(settings, service)
+            codex_env = {**binary_env, **child_environment(env, codex_home=settings.codex_home)}
+
+            async def _version() -> None:
+                readiness.version = await codex_version(path, env=codex_env)
+
+            async def _models() -> None:
+                found = None
+                with trio.move_on_after(MODELS_TIMEOUT):
+                    found = await discover_models(
+                        path, env=codex_env, codex_home=settings.codex_home
+                    )
+                service.catalog = found or build_catalog("", configured_model(settings.codex_home))
+
+            async with trio.open_nursery() as probes:
+                probes.start_soon(_version)
+                if catalog is None:
+                    probes.start_soon(_models)
+        readiness.started = True
+        _log_startup(settings, service, readiness)
 
     @app.after_serving
     async def _stop_reaper() -> None:
@@ -245,6 +266,7 @@ def create_app(
     register_chat(app, service)
     register_completions(app, service)
     register_responses(app, service, parts.locks)
+    register_ops(app, readiness)
     return app
 
 
@@ -268,7 +290,14 @@ def _from_http(error: HTTPException, settings: Settings) -> ServiceError:
     return ServiceError(error.description or "Internal server error", status=code)
 
 
-def _log_startup(settings: Settings, service: Service) -> None:
+def _log_startup(settings: Settings, service: Service, readiness: Readiness) -> None:
+    if readiness.binary is not None:
+        log.info(
+            "codex: %s (%s), backend %s",
+            readiness.binary,
+            readiness.version or "version unknown",
+            readiness.backend,
+        )
     if service.local_only is not None:
         verdict = service.local_only.verdict()
         if verdict.local:

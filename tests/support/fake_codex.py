@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A fake ``codex`` executable for the tests: speaks ``codex exec --json`` and ``debug models``.
+"""A fake ``codex`` executable for the tests: speaks ``codex exec --json``, ``debug models`` and
+``--version`` (``codex-cli 0.0.0-fake``).
 
 Its behaviour is picked by a directive in the prompt it reads on stdin (the only channel that
 reaches it unchanged, since the server gives Codex an allowlisted environment)::
@@ -128,6 +129,9 @@ def main() -> int:
     args = sys.argv[1:]
     if args[:2] == ["debug", "models"]:
         print(json.dumps(MODELS))
+        return 0
+    if args == ["--version"]:
+        print("codex-cli 0.0.0-fake")
         return 0
     if not args or args[0] != "exec":
         print(f"fake codex: unsupported arguments {args}", file=sys.stderr)

@@ -90,6 +90,12 @@ class Reaper:
         self._pending = bytearray()
         self._warned = False
 
+    @property
+    def alive(self) -> bool:
+        """The sidecar runs and its pipe is open (False before ``run`` started it, while it is
+        being restarted, and after the server gave up on it)."""
+        return self._fd is not None
+
     # -- announcements -------------------------------------------------------------------------
 
     def register(self, pgid: int) -> None:
