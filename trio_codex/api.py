@@ -1,12 +1,14 @@
 """The HTTP application: ``create_app(settings) -> QuartTrio``. Wiring only.
 
 ``create_app`` builds the components (backend, reaper, runner, service, thread locks, rate
-limiter, readiness, request hooks), registers the routes (``http.chat``, ``http.responses``,
-``http.ops``: ``/readyz``; models and ``/healthz`` here), and installs what holds for every
-request: the guards (API key, rate limit) before every route but ``/healthz`` and ``/readyz``; every error, ours or Quart's, leaves as an OpenAI error
-envelope with the right status; every response carries ``x-request-id``; one ``RequestOutcome``
-per request goes to the hooks (``http.access``: the log line). Routes are served with and
-without the ``/v1`` prefix.
+limiter, readiness, metrics, request hooks), registers the routes (``http.chat``,
+``http.responses``, ``http.ops``: ``/readyz``, ``/metrics``; models and ``/healthz`` here), and
+installs what holds for every request: the guards (API key, rate limit) before every route but
+``/healthz``, ``/readyz`` and, unless ``METRICS_REQUIRE_KEY=1``, ``/metrics``; every error, ours
+or Quart's, leaves as an OpenAI error envelope with the right status; every response carries
+``x-request-id``; one ``RequestOutcome`` per request goes to the hooks (``http.access``: the log
+line; ``http.metrics``). Routes are served with and without the ``/v1`` prefix (the operator's
+endpoints but ``/readyz`` only without).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from .http.body import error_response
 from .http.chat import register_chat
 from .http.completions import register_completions
 from .http.guards import RateLimiter, check_api_key, key_fingerprint, presented_key
-from .http.ops import register_ops
+from .http.metrics import Metrics
+from .http.ops import BASIC_CHALLENGE, OPS_ROUTES, basic_password, register_ops
 from .http.responses import register_responses
 from .readiness import Readiness, backend_name
 from .run.runner import Backend, CodexRunner
@@ -66,6 +69,7 @@ class Components:
     locks: ThreadLocks
     reaper: Reaper | None
     readiness: Readiness
+    metrics: Metrics
 
 
 def components(app: QuartTrio) -> Components:
@@ -122,9 +126,12 @@ def create_app(
         binary=None if binary is None else binary[0],
         reaper=reaper,
     )
-    parts = Components(service, runner, ThreadLocks(), reaper, readiness)
+    metrics = Metrics(readiness)
+    hooks = (*hooks, metrics.observe)
+    parts = Components(service, runner, ThreadLocks(), reaper, readiness, metrics)
     app.extensions["trio_codex"] = parts
     rate = RateLimiter(settings.rate_limit_per_minute)
+    public = _PUBLIC if settings.metrics_require_key else _PUBLIC | OPS_ROUTES
     reaper_scope = trio.CancelScope()
     backend_scope = trio.CancelScope()
     backend_done = trio.Event()
@@ -196,10 +203,15 @@ def create_app(
             hooks=hooks,
             nursery=app.nursery,
         )
+        record.route = request.url_rule.rule if request.url_rule is not None else None
         g.record = record
-        if request.path in _PUBLIC:
+        if request.path in public:
             return
-        key = check_api_key(settings.api_keys, presented_key(dict(request.headers.items())))
+        headers = dict(request.headers.items())
+        presented = presented_key(headers)
+        if presented is None and request.path in OPS_ROUTES:
+            presented = basic_password(headers)
+        key = check_api_key(settings.api_keys, presented)
         bucket = key_fingerprint(key) if key is not None else f"addr:{request.remote_addr}"
         g.caller = Caller(key, bucket)
         record.key = g.caller.label
@@ -211,6 +223,9 @@ def create_app(
         if record is not None:
             response.headers["x-request-id"] = record.request_id
             record.status = response.status_code
+            record.responded()
+        if response.status_code == 401 and request.path in OPS_ROUTES:
+            response.headers["WWW-Authenticate"] = BASIC_CHALLENGE
         return response
 
     @app.teardown_request
@@ -266,7 +281,7 @@ def create_app(
     register_chat(app, service)
     register_completions(app, service)
     register_responses(app, service, parts.locks)
-    register_ops(app, readiness)
+    register_ops(app, readiness, metrics)
     return app
 
 

@@ -86,6 +86,8 @@ class Settings:
     backend: BackendName = "exec"
     #: app-server children kept spawned and initialized ahead of requests (app-server only).
     warm_spares: int = 0
+    #: ``/metrics`` and the status page need an API key (like the API) instead of being open.
+    metrics_require_key: bool = False
 
     def __post_init__(self) -> None:
         if self.sandbox_mode == "danger-full-access" and not self.allow_danger_full_access:
@@ -152,6 +154,7 @@ class Settings:
             network_wait=get("CODEX_NETWORK_WAIT_SECONDS", 30.0, _seconds()),
             backend=get("CODEX_BACKEND", "exec", _choice(BACKENDS)),  # type: ignore[arg-type]
             warm_spares=get("CODEX_WARM_SPARES", 0, _int(minimum=0)),
+            metrics_require_key=get("METRICS_REQUIRE_KEY", False, _bool),
         )
 
 

@@ -11,8 +11,12 @@ It is finished exactly once, when both of these hold:
 * the request's run, if it started one, has ended (a detached run may still be exiting when the
   answer is complete: the record waits for it, so the outcome has Codex's exit code).
 
-Then a frozen ``RequestOutcome`` goes to every hook (the log line today; metrics attach the same
-way). A request whose client left has ``status`` None and ``code`` ``client_closed``.
+Then a frozen ``RequestOutcome`` goes to every hook (the log line, the metrics, the status
+page). A request whose client left has ``status`` None and ``code`` ``client_closed``. Its
+``killed`` names why the server killed the run's process group, when it did: ``timeout``
+(``CODEX_TIMEOUT`` or ``CODEX_IDLE_TIMEOUT``), ``network_wait`` (``CODEX_NETWORK_WAIT_SECONDS``),
+``disconnect`` (the request was cancelled: its client left, or the server stopped) or
+``exit_limit`` (a complete answer whose Codex did not exit within ``DETACHED_EXIT_LIMIT``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from collections.abc import Callable, Sequence
 import trio
 from quart import g
 
+from ..errors import ExecTimeoutError, UpstreamUnreachableError
 from ..run.events import Usage
 from ..run.runner import RunHandle
 
@@ -51,6 +56,14 @@ class RequestOutcome:
     #: The usage the answer reported to the client.
     usage: Usage | None
     duration: float
+    #: The URL rule that served the request (``/v1/chat/completions``); None when none matched.
+    route: str | None = None
+    #: Seconds from the request's start to its response head (status and headers).
+    first_byte: float | None = None
+    #: Seconds from the request's start to the first answer text Codex produced.
+    first_content: float | None = None
+    #: Why the server killed the run's process group, if it did (see the module docstring).
+    killed: str | None = None
 
 
 RequestHook = Callable[[RequestOutcome], None]
@@ -72,7 +85,10 @@ class RequestRecord:
         self.request_id = request_id
         self.method = method
         self.path = path
+        self.route: str | None = None
         self.started = started
+        #: When the response head was ready to send (``responded``).
+        self.responded_at: float | None = None
         self.key: str | None = None
         self.model: str | None = None
         self.stream = False
@@ -97,6 +113,11 @@ class RequestRecord:
         await handle.done.wait()
         if not handle.attached:
             self.close()
+
+    def responded(self) -> None:
+        """The response head is about to be sent (the first byte; once)."""
+        if self.responded_at is None:
+            self.responded_at = trio.current_time()
 
     def answered(self, usage: Usage | None, code: str | None = None) -> None:
         """What the answer told the client (the usage; the error code of a failed stream)."""
@@ -132,12 +153,16 @@ class RequestRecord:
 
     def _outcome(self) -> RequestOutcome:
         handle = self._handle
-        queue_wait = run_time = None
+        queue_wait = run_time = first_content = None
         exit_code = None
+        killed = None
         if handle is not None:
             queue_wait = handle.queue_wait
             run_time = handle.run_time if handle.started else None
             exit_code = handle.exit.exit_code
+            if handle.first_content is not None:
+                first_content = handle.first_content - self.started
+            killed = _killed(handle)
         return RequestOutcome(
             request_id=self.request_id,
             method=self.method,
@@ -152,7 +177,24 @@ class RequestRecord:
             exit_code=exit_code,
             usage=self.usage,
             duration=trio.current_time() - self.started,
+            route=self.route,
+            first_byte=None if self.responded_at is None else self.responded_at - self.started,
+            first_content=first_content,
+            killed=killed,
         )
+
+
+def _killed(handle: RunHandle) -> str | None:
+    """Why the server killed the process group of a run that ended, if it did."""
+    if not handle.started:
+        return None
+    if isinstance(handle.error, ExecTimeoutError):
+        return "timeout"
+    if isinstance(handle.error, UpstreamUnreachableError):
+        return "network_wait"
+    if handle.cancelled:
+        return "exit_limit" if handle.detached else "disconnect"
+    return None
 
 
 def _value(text: str | None) -> str:

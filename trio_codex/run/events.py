@@ -144,6 +144,13 @@ def is_retry_notice(message: str) -> bool:
     return message.startswith(("Reconnecting...", "Falling back from WebSockets"))
 
 
+def is_answer_text(event: CodexEvent) -> bool:
+    """``event`` carries text of the answer (a delta or a whole agent message)."""
+    return (isinstance(event, TextDelta) and bool(event.delta)) or (
+        isinstance(event, MessageCompleted) and bool(event.text)
+    )
+
+
 def is_network_wait(message: str) -> bool:
     """Codex cannot reach its provider at all (no network, DNS, proxy, firewall) and waits for
     it without end (CODEX_FACTS section 4)."""

@@ -49,7 +49,15 @@ from ..errors import (
     UpstreamUnreachableError,
 )
 from ..settings import SandboxMode
-from .events import CodexEvent, ErrorEvent, ItemEvent, Transcript, is_network_wait, is_retry_notice
+from .events import (
+    CodexEvent,
+    ErrorEvent,
+    ItemEvent,
+    Transcript,
+    is_answer_text,
+    is_network_wait,
+    is_retry_notice,
+)
 
 log = logging.getLogger("trio_codex.run.runner")
 
@@ -112,6 +120,8 @@ class RunHandle:
         self.queue_wait: float = 0.0
         self.began: float = 0.0
         self.run_time: float = 0.0
+        #: When the first answer text arrived (``trio.current_time()``); None until then.
+        self.first_content: float | None = None
         self.started = False
         self.done = trio.Event()
         self.detached = False
@@ -121,6 +131,12 @@ class RunHandle:
     def attach(self) -> None:
         """Signal that a consumer is reading; the run starts now (idempotent)."""
         self._attached.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """The run was ended by ``cancel``, ``abort`` or a detached run's exit limit (its
+        process group was killed), not by a deadline or by Codex itself."""
+        return self._scope.cancelled_caught
 
     @property
     def attached(self) -> bool:
@@ -284,6 +300,8 @@ class CodexRunner:
         async def emit(event: CodexEvent) -> None:
             idle.touch()
             network.see(event)
+            if handle.first_content is None and is_answer_text(event):
+                handle.first_content = trio.current_time()
             handle.transcript.feed(event)
             if handle.detached:
                 await trio.lowlevel.checkpoint()
