@@ -24,6 +24,7 @@ from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
 from .api import components, create_app
+from .logs import HYPERCORN_LOGGER, configure_logging
 from .settings import Settings, SettingsError
 
 log = logging.getLogger("trio_codex")
@@ -42,18 +43,17 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds in-flight requests get after SIGTERM/SIGINT (default %(default)s)",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"trio_codex: configuration error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    configure_logging(settings, whole_process=True)
     config = Config()
     config.bind = [args.bind]
     config.graceful_timeout = args.graceful_timeout
     config.accesslog = None
+    config.errorlog = logging.getLogger(HYPERCORN_LOGGER)  # no handler of its own: no doubles
     app = create_app(settings)
     trio.run(partial(_serve, app, config, kill_grace=settings.kill_grace))
     return 0

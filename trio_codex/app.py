@@ -6,10 +6,10 @@ process with a message naming the variable. Tests and embedders use ``trio_codex
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from .api import create_app
+from .logs import configure_logging
 from .settings import Settings, SettingsError
 
 __all__ = ["app"]
@@ -23,21 +23,8 @@ def _load() -> Settings:
         raise SystemExit(2) from None
 
 
-def _configure_logging() -> None:
-    """Our request lines on stderr, unless the embedding process configured logging itself.
+_settings = _load()
+# Our lines on stderr (LOG_FORMAT), unless the embedding process configured logging itself.
+configure_logging(_settings)
 
-    Only the ``trio_codex`` logger gets a handler: a root handler would print every Hypercorn
-    line twice (Hypercorn's loggers have their own handlers and also propagate).
-    """
-    logger = logging.getLogger("trio_codex")
-    if logger.handlers or logging.getLogger().handlers:
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-
-
-_configure_logging()
-
-app = create_app(_load())
+app = create_app(_settings)

@@ -26,6 +26,10 @@ SANDBOX_MODES: Final[tuple[str, ...]] = get_args(SandboxMode)
 BackendName = Literal["exec", "app-server"]
 BACKENDS: Final[tuple[str, ...]] = get_args(BackendName)
 
+#: How log lines look (``LOG_FORMAT``): ``time LEVEL logger: message`` or one JSON object.
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: Final[tuple[str, ...]] = get_args(LogFormat)
+
 #: Reasoning efforts accepted anywhere (the union of OpenAI's and Codex's names).
 REASONING_EFFORTS: Final[tuple[str, ...]] = (
     "none",
@@ -88,6 +92,8 @@ class Settings:
     warm_spares: int = 0
     #: ``/metrics`` and the status page need an API key (like the API) instead of being open.
     metrics_require_key: bool = False
+    #: ``text`` or ``json`` log lines (``logs.configure_logging``).
+    log_format: LogFormat = "text"
 
     def __post_init__(self) -> None:
         if self.sandbox_mode == "danger-full-access" and not self.allow_danger_full_access:
@@ -155,6 +161,7 @@ class Settings:
             backend=get("CODEX_BACKEND", "exec", _choice(BACKENDS)),  # type: ignore[arg-type]
             warm_spares=get("CODEX_WARM_SPARES", 0, _int(minimum=0)),
             metrics_require_key=get("METRICS_REQUIRE_KEY", False, _bool),
+            log_format=get("LOG_FORMAT", "text", _choice(LOG_FORMATS)),  # type: ignore[arg-type]
         )
 
 

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import trio
 from quart import g
@@ -211,8 +212,47 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def request_fields(outcome: RequestOutcome) -> dict[str, Any]:
+    """The structured fields of a request's log record (``extra``: the keys of a JSON log line).
+
+    ``request_id``, ``method``, ``path``, ``route``, ``key`` (the key's fingerprint), ``model``,
+    ``stream``, ``status`` (None: the client left), ``code``, ``queue_wait``, ``run_time``,
+    ``first_byte``, ``first_content``, ``duration`` (seconds), ``exit_code``, ``killed`` and
+    ``tokens`` (``input``, ``output``, ``cached``, ``reasoning``, ``total``; None without usage).
+    """
+    usage = outcome.usage
+    return {
+        "request_id": outcome.request_id,
+        "method": outcome.method,
+        "path": outcome.path,
+        "route": outcome.route,
+        "key": outcome.key,
+        "model": outcome.model,
+        "stream": outcome.stream,
+        "status": outcome.status,
+        "code": outcome.code,
+        "queue_wait": outcome.queue_wait,
+        "run_time": outcome.run_time,
+        "first_byte": outcome.first_byte,
+        "first_content": outcome.first_content,
+        "duration": outcome.duration,
+        "exit_code": outcome.exit_code,
+        "killed": outcome.killed,
+        "tokens": None
+        if usage is None
+        else {
+            "input": usage.input_tokens,
+            "output": usage.output_tokens,
+            "cached": usage.cached_input_tokens,
+            "reasoning": usage.reasoning_output_tokens,
+            "total": usage.total_tokens,
+        },
+    }
+
+
 def log_request(outcome: RequestOutcome) -> None:
-    """The one log line of a request (a ``RequestHook``)."""
+    """The one log record of a request (a ``RequestHook``): today's text line as its message,
+    and ``request_fields`` as its structured fields (what ``LOG_FORMAT=json`` prints)."""
     log.info(
         "request id=%s method=%s path=%s key=%s model=%s status=%s%s stream=%d queue_wait=%s "
         "run_time=%s exit=%s tokens=%s duration=%.3f",
@@ -229,6 +269,7 @@ def log_request(outcome: RequestOutcome) -> None:
         "-" if outcome.exit_code is None else outcome.exit_code,
         "-" if outcome.usage is None else outcome.usage.total_tokens,
         outcome.duration,
+        extra=request_fields(outcome),
     )
 
 
