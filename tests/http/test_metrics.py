@@ -18,6 +18,7 @@ from tests.support.fakes import ScriptedBackend
 from tests.support.harness import chat_body
 from tests.support.servers import runner_of, running_app
 from trio_codex.http.guards import key_fingerprint
+from trio_codex.http.metrics import KILL_CAUSES
 
 CHAT = "/v1/chat/completions"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -217,3 +218,39 @@ async def test_metrics_require_key(
         # Basic auth is for the operator's endpoints only
         r = await client.post(CHAT, json=chat_body(), headers={"Authorization": _basic("sk-a")})
         assert r.status_code == 401
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_stop_sequence_kill_is_not_a_disconnect(
+    autojump_clock: MockClock, tmp_path: Path, backend: ScriptedBackend, stream: bool
+) -> None:
+    """An answer complete at a stop sequence stops its run: a 200, killed by stop_sequence."""
+    async with running_app(tmp_path, backend) as app:
+        r = await app.test_client().post(
+            CHAT,
+            json=chat_body("[[run:reply=one END two;linger=30]]", stream=stream, stop=["END"]),
+        )
+        assert r.status_code == 200
+        assert "two" not in await r.get_data(as_text=True)
+        await settle(app)
+        samples = await scrape(app)
+    assert backend.runs[0].cancelled
+    killed = "trio_codex_process_groups_killed_total"
+    assert value(samples, killed, cause="stop_sequence") == 1
+    assert value(samples, killed, cause="disconnect") == 0
+    requests = "trio_codex_requests_total"
+    assert value(samples, requests, route=CHAT, model="gpt-test", status="200", code="") == 1
+
+
+async def test_a_codex_that_does_not_exit_after_its_answer_is_killed_at_the_exit_limit(
+    autojump_clock: MockClock, tmp_path: Path, backend: ScriptedBackend
+) -> None:
+    """A complete answer whose Codex lingers: a 200, then killed by exit_limit."""
+    async with running_app(tmp_path, backend) as app:
+        r = await app.test_client().post(CHAT, json=chat_body("[[run:reply=done;linger=500]]"))
+        assert r.status_code == 200
+        await settle(app)
+        samples = await scrape(app)
+    killed = "trio_codex_process_groups_killed_total"
+    assert value(samples, killed, cause="exit_limit") == 1
+    assert sum(value(samples, killed, cause=c) for c in KILL_CAUSES) == 1

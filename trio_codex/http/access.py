@@ -15,8 +15,9 @@ Then a frozen ``RequestOutcome`` goes to every hook (the log line, the metrics, 
 page). A request whose client left has ``status`` None and ``code`` ``client_closed``. Its
 ``killed`` names why the server killed the run's process group, when it did: ``timeout``
 (``CODEX_TIMEOUT`` or ``CODEX_IDLE_TIMEOUT``), ``network_wait`` (``CODEX_NETWORK_WAIT_SECONDS``),
-``disconnect`` (the request was cancelled: its client left, or the server stopped) or
-``exit_limit`` (a complete answer whose Codex did not exit within ``DETACHED_EXIT_LIMIT``).
+``disconnect`` (the request was cancelled: its client left), ``stop_sequence`` (the answer
+ended at a stop sequence: the rest was not wanted), ``exit_limit`` (a complete answer whose Codex
+did not exit within ``DETACHED_EXIT_LIMIT``) or ``shutdown`` (the server stopped every run).
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class RequestRecord:
         self.status: int | None = None
         self.code: str | None = None
         self.usage: Usage | None = None
+        #: The answer ended at a stop sequence and its run was stopped there.
+        self.stopped_early = False
         #: The response body is a stream that reports its own end (``close``).
         self.body_pending = False
         self._hooks = tuple(hooks)
@@ -163,7 +166,7 @@ class RequestRecord:
             exit_code = handle.exit.exit_code
             if handle.first_content is not None:
                 first_content = handle.first_content - self.started
-            killed = _killed(handle)
+            killed = _killed(handle, self.code, stopped_early=self.stopped_early)
         return RequestOutcome(
             request_id=self.request_id,
             method=self.method,
@@ -185,17 +188,22 @@ class RequestRecord:
         )
 
 
-def _killed(handle: RunHandle) -> str | None:
-    """Why the server killed the process group of a run that ended, if it did."""
+def _killed(handle: RunHandle, code: str | None, *, stopped_early: bool) -> str | None:
+    """Why the server killed the process group of a run that ended, if it did (see the module
+    docstring)."""
     if not handle.started:
         return None
     if isinstance(handle.error, ExecTimeoutError):
         return "timeout"
     if isinstance(handle.error, UpstreamUnreachableError):
         return "network_wait"
-    if handle.cancelled:
-        return "exit_limit" if handle.detached else "disconnect"
-    return None
+    if not handle.cancelled:
+        return None
+    if stopped_early:
+        return "stop_sequence"
+    if handle.over_exit_limit:
+        return "exit_limit"
+    return "disconnect" if code == "client_closed" else "shutdown"
 
 
 def _value(text: str | None) -> str:

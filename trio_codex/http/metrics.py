@@ -38,7 +38,14 @@ BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 6
 #: The ``kind`` label of ``trio_codex_tokens_total``.
 TOKEN_KINDS: Final = ("input", "output", "cached", "reasoning")
 #: The ``cause`` label of ``trio_codex_process_groups_killed_total`` (``RequestOutcome.killed``).
-KILL_CAUSES: Final = ("timeout", "network_wait", "disconnect", "exit_limit")
+KILL_CAUSES: Final = (
+    "timeout",
+    "network_wait",
+    "disconnect",
+    "stop_sequence",
+    "exit_limit",
+    "shutdown",
+)
 #: The exposition's media type.
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 
@@ -108,8 +115,8 @@ class Metrics:
         self.killed = Counter(
             "trio_codex_process_groups_killed",
             "Codex process groups the server killed, by cause: timeout, network_wait, "
-            "disconnect (the request was cancelled), exit_limit (a complete answer whose Codex "
-            "did not exit).",
+            "disconnect (the request was cancelled), stop_sequence (the answer ended at a stop "
+            "sequence), exit_limit (a complete answer whose Codex did not exit), shutdown.",
             ["cause"],
             registry=registry,
         )

@@ -123,6 +123,7 @@ async def stream_run(
             yield frames
         if renderer.done:
             handle.abort()  # the answer ended at a stop sequence: the rest is not wanted
+            record.stopped_early = True
             break
         if renderer.detach_at_turn_end and isinstance(event, TurnCompleted):
             handle.detach()  # everything the client gets is here; Codex exits on its own
@@ -148,6 +149,7 @@ async def answer_run(
     await handle.consume(_drop(renderer), until=until)
     if renderer.done:
         handle.abort()  # the answer ended at a stop sequence: the rest is not wanted
+        record.stopped_early = True
     elif not handle.detached:
         await handle.done.wait()
     error = None if renderer.done else handle.failure()

@@ -139,6 +139,12 @@ class RunHandle:
         return self._scope.cancelled_caught
 
     @property
+    def over_exit_limit(self) -> bool:
+        """The run was detached and cancelled because Codex did not exit within
+        ``DETACHED_EXIT_LIMIT`` (not by ``abort``)."""
+        return self.cancelled and self.detached and trio.current_time() >= self._scope.deadline
+
+    @property
     def attached(self) -> bool:
         """A consumer has attached (the run was, or is being, started for it)."""
         return self._attached.is_set()
