@@ -26,6 +26,11 @@ SANDBOX_MODES: Final[tuple[str, ...]] = get_args(SandboxMode)
 BackendName = Literal["exec", "app-server"]
 BACKENDS: Final[tuple[str, ...]] = get_args(BackendName)
 
+#: Where a chat completion shows Codex's reasoning summary (``CODEX_REASONING_DISPLAY``): nowhere,
+#: in ``reasoning_content``, or in a ``<think>`` block before the content.
+ReasoningDisplay = Literal["hidden", "field", "think"]
+REASONING_DISPLAYS: Final[tuple[str, ...]] = get_args(ReasoningDisplay)
+
 #: How log lines look (``LOG_FORMAT``): ``time LEVEL logger: message`` or one JSON object.
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: Final[tuple[str, ...]] = get_args(LogFormat)
@@ -94,6 +99,8 @@ class Settings:
     metrics_require_key: bool = False
     #: ``text`` or ``json`` log lines (``logs.configure_logging``).
     log_format: LogFormat = "text"
+    #: Where chat completions show the reasoning summary (``x_codex.reasoning_display`` wins).
+    reasoning_display: ReasoningDisplay = "hidden"
 
     def __post_init__(self) -> None:
         if self.sandbox_mode == "danger-full-access" and not self.allow_danger_full_access:
@@ -162,6 +169,11 @@ class Settings:
             warm_spares=get("CODEX_WARM_SPARES", 0, _int(minimum=0)),
             metrics_require_key=get("METRICS_REQUIRE_KEY", False, _bool),
             log_format=get("LOG_FORMAT", "text", _choice(LOG_FORMATS)),  # type: ignore[arg-type]
+            reasoning_display=get(
+                "CODEX_REASONING_DISPLAY",
+                "hidden",
+                _choice(REASONING_DISPLAYS),  # type: ignore[arg-type]
+            ),
         )
 
 

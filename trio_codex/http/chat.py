@@ -52,6 +52,8 @@ def register_chat(app: QuartTrio, service: Service) -> None:
             output,
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
             stop=stop,
+            reasoning_display=(req.x_codex.reasoning_display if req.x_codex else None)
+            or settings.reasoning_display,
         )
         if req.stream:
             return stream_response(handle, renderer, record, keepalive=settings.keepalive_interval)

@@ -12,6 +12,18 @@ with ``finish_reason: "stop"``, the usage chunk (``choices: []``) when
 end: the renderer detaches there and Codex finishes exiting on its own. With ``stop`` sequences
 the answer is cut at the first one, streamed or not (``finish_reason: "stop"``), and it is
 complete there (``done``): the run is stopped. Pure.
+
+Codex's reasoning summaries (``ReasoningCompleted``) are shown as ``reasoning_display`` says:
+
+* ``hidden`` (the default): not at all;
+* ``field``: in ``message.reasoning_content`` (the summaries joined by a blank line), and in a
+  stream as ``delta.reasoning_content`` chunks, each sent when Codex reports it (before the
+  answer text that follows it);
+* ``think``: in the content, as ``<think>\n...\n</think>\n\n`` before the answer. In a stream the
+  block opens at the first summary and closes before the first answer text; a summary that
+  arrives after the answer began opens a new block. The whole answer puts every summary in one
+  block first. Stop sequences cut the answer only, never the block. With structured output
+  (``response_format``) the content must stay JSON, so ``think`` acts as ``field`` there.
 """
 
 from __future__ import annotations
@@ -21,7 +33,8 @@ import time
 from typing import Any
 
 from ..errors import ServiceError
-from ..run.events import CodexEvent, Transcript, Usage
+from ..run.events import CodexEvent, ReasoningCompleted, Transcript, Usage
+from ..settings import ReasoningDisplay
 from .formats import OutputFormat
 from .frames import DONE, data_frame
 from .text import AnswerText
@@ -60,12 +73,16 @@ class ChatRenderer:
         *,
         include_usage: bool = False,
         stop: tuple[str, ...] = (),
+        reasoning_display: ReasoningDisplay = "hidden",
         completion_id: str | None = None,
         created: int | None = None,
     ) -> None:
         self.model = model
         self.output = output
         self.include_usage = include_usage
+        if reasoning_display == "think" and output.final_only:
+            reasoning_display = "field"  # the content must stay what the format says
+        self.reasoning_display = reasoning_display
         self.base = {
             "id": completion_id or new_completion_id(),
             "object": "chat.completion.chunk",
@@ -75,6 +92,10 @@ class ChatRenderer:
         self.usage: Usage | None = None
         self.error: ServiceError | None = None
         self._answer = AnswerText(final_only=output.final_only, stop=stop)
+        #: Reasoning summaries shown so far, and whether a stream's ``<think>`` block is open.
+        self._reasoning: list[str] = []
+        self._thinking = False
+        self._answer_began = False
 
     @property
     def done(self) -> bool:
@@ -98,14 +119,41 @@ class ChatRenderer:
         return self._chunk({"role": "assistant", "content": ""}, None)
 
     def _content(self, text: str) -> bytes:
-        return self._chunk({"content": text}, None) if text else b""
+        if not text:
+            return b""
+        if self._thinking:
+            self._thinking = False
+            if self._answer_began:  # the block already stands between two messages
+                text = text.removeprefix("\n\n")
+            text = "\n</think>\n\n" + text
+        self._answer_began = True
+        return self._chunk({"content": text}, None)
+
+    def _reason(self, text: str) -> bytes:
+        """A reasoning summary as this renderer shows it (may be nothing)."""
+        if self.reasoning_display == "hidden" or not text:
+            return b""
+        first = not self._reasoning
+        self._reasoning.append(text)
+        if self.reasoning_display == "field":
+            return self._chunk({"reasoning_content": ("" if first else "\n\n") + text}, None)
+        if self._thinking:
+            return self._chunk({"content": "\n\n" + text}, None)
+        self._thinking = True
+        opening = "\n\n<think>\n" if self._answer_began else "<think>\n"
+        return self._chunk({"content": opening + text}, None)
 
     def feed(self, event: CodexEvent) -> bytes:
+        if isinstance(event, ReasoningCompleted):
+            return self._reason(event.text)
         return self._content(self._answer.feed(event))
 
     def complete(self, transcript: Transcript) -> bytes:
         self.usage = transcript.usage
         frames = self._content(self._answer.finish(transcript))
+        if self._thinking:  # no answer text after the last summary
+            self._thinking = False
+            frames += self._chunk({"content": "\n</think>\n\n"}, None)
         frames += self._chunk({}, "stop")
         if self.include_usage:
             frames += data_frame({**self.base, "choices": [], "usage": chat_usage(self.usage)})
@@ -118,6 +166,18 @@ class ChatRenderer:
     # -- whole ---------------------------------------------------------------------------------
 
     def body(self) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": self._answer.text,
+            "refusal": None,
+            "annotations": [],
+        }
+        if self._reasoning:
+            reasoning = "\n\n".join(self._reasoning)
+            if self.reasoning_display == "field":
+                message["reasoning_content"] = reasoning
+            else:
+                message["content"] = f"<think>\n{reasoning}\n</think>\n\n{self._answer.text}"
         body: dict[str, Any] = {
             "id": self.base["id"],
             "object": "chat.completion",
@@ -126,12 +186,7 @@ class ChatRenderer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": self._answer.text,
-                        "refusal": None,
-                        "annotations": [],
-                    },
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": "stop",
                 }

@@ -14,7 +14,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from ..errors import InvalidRequestError
-from ..settings import REASONING_EFFORTS, SandboxMode
+from ..settings import REASONING_EFFORTS, ReasoningDisplay, SandboxMode
 
 M = TypeVar("M", bound="BaseModel")
 
@@ -35,6 +35,8 @@ class XCodex(BaseModel):
     sandbox: SandboxMode | None = None
     reasoning_effort: ReasoningEffort | None = None
     network_access: StrictBool | None = None
+    #: Chat completions only: where the reasoning summary goes (``CODEX_REASONING_DISPLAY``).
+    reasoning_display: ReasoningDisplay | None = None
 
 
 class ImageURL(Open):
