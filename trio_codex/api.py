@@ -2,12 +2,13 @@
 
 ``create_app`` builds the components (backend, reaper, runner, service, thread locks, rate
 limiter, readiness, metrics, request hooks), registers the routes (``http.chat``,
-``http.responses``, ``http.ops``: ``/readyz``, ``/metrics``; models and ``/healthz`` here), and
-installs what holds for every request: the guards (API key, rate limit) before every route but
-``/healthz``, ``/readyz`` and, unless ``METRICS_REQUIRE_KEY=1``, ``/metrics``; every error, ours
+``http.responses``, ``http.ops``: ``/readyz``, ``/metrics``, ``/status``; models and ``/healthz``
+here), and installs what holds for every request: the guards (API key, rate limit) before every
+route but ``/healthz``, ``/readyz`` and, unless ``METRICS_REQUIRE_KEY=1``, ``/metrics`` and the
+status page; every error, ours
 or Quart's, leaves as an OpenAI error envelope with the right status; every response carries
 ``x-request-id``; one ``RequestOutcome`` per request goes to the hooks (``http.access``: the log
-line; ``http.metrics``). Routes are served with and without the ``/v1`` prefix (the operator's
+line; ``http.metrics``; ``http.live``, the status page's data). Routes are served with and without the ``/v1`` prefix (the operator's
 endpoints but ``/readyz`` only without).
 """
 
@@ -44,6 +45,7 @@ from .http.body import error_response
 from .http.chat import register_chat
 from .http.completions import register_completions
 from .http.guards import RateLimiter, check_api_key, key_fingerprint, presented_key
+from .http.live import LiveRequests
 from .http.metrics import Metrics
 from .http.ops import BASIC_CHALLENGE, OPS_ROUTES, basic_password, register_ops
 from .http.responses import register_responses
@@ -70,6 +72,7 @@ class Components:
     reaper: Reaper | None
     readiness: Readiness
     metrics: Metrics
+    live: LiveRequests
 
 
 def components(app: QuartTrio) -> Components:
@@ -126,9 +129,10 @@ def create_app(
         binary=None if binary is None else binary[0],
         reaper=reaper,
     )
-    metrics = Metrics(readiness)
-    hooks = (*hooks, metrics.observe)
-    parts = Components(service, runner, ThreadLocks(), reaper, readiness, metrics)
+    live = LiveRequests(quiet=_PUBLIC | OPS_ROUTES)
+    metrics = Metrics(readiness, in_flight=lambda: live.count.value)
+    hooks = (*hooks, metrics.observe, live.finished)
+    parts = Components(service, runner, ThreadLocks(), reaper, readiness, metrics, live)
     app.extensions["trio_codex"] = parts
     rate = RateLimiter(settings.rate_limit_per_minute)
     public = _PUBLIC if settings.metrics_require_key else _PUBLIC | OPS_ROUTES
@@ -205,6 +209,7 @@ def create_app(
         )
         record.route = request.url_rule.rule if request.url_rule is not None else None
         g.record = record
+        live.opened(record)
         if request.path in public:
             return
         headers = dict(request.headers.items())
@@ -281,7 +286,7 @@ def create_app(
     register_chat(app, service)
     register_completions(app, service)
     register_responses(app, service, parts.locks)
-    register_ops(app, readiness, metrics)
+    register_ops(app, readiness, metrics, live)
     return app
 
 

@@ -107,6 +107,11 @@ class RequestRecord:
         self._closed = False
         self._answered = False
 
+    @property
+    def run(self) -> RunHandle | None:
+        """The request's run, once it holds a slot (``bind``)."""
+        return self._handle
+
     def bind(self, handle: RunHandle) -> None:
         """The request's run. If the run ends without ever being attached (a streamed body
         that was never iterated), the response is over then."""

@@ -6,8 +6,9 @@ apps in one process (tests, embedders) count separately. Two sources feed it:
 * ``Metrics.observe`` is a ``RequestHook``: every request's ``RequestOutcome`` counts once, when
   it is final (after its run ended), into the request counter, the latency histograms, the token
   counters and the killed-process-group counter;
-* a collector reads the live values at scrape time (runs holding a slot, requests queued for
-  one, slots, live process groups, what the server runs), so they are never stale.
+* a collector reads the live values at scrape time (requests in flight, runs holding a slot,
+  requests queued for one, slots, live process groups, readiness, what the server runs), so
+  they are never stale.
 
 Label values are bounded whatever clients send: ``route`` is the URL rule that matched
 (``unmatched`` otherwise), ``model`` a model id the catalog knows (``other`` otherwise), ``key``
@@ -17,7 +18,7 @@ the API key's fingerprint (``Caller.label``, never the key; empty without auth).
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from prometheus_client import (
@@ -60,7 +61,7 @@ def _version() -> str:
 class Metrics:
     """The registry of one app and the hook that feeds it (see the module docstring)."""
 
-    def __init__(self, readiness: Readiness) -> None:
+    def __init__(self, readiness: Readiness, *, in_flight: Callable[[], int]) -> None:
         self.readiness = readiness
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
@@ -122,7 +123,7 @@ class Metrics:
         )
         for cause in KILL_CAUSES:
             self.killed.labels(cause)
-        registry.register(_LiveCollector(readiness))
+        registry.register(_LiveCollector(readiness, in_flight))
         ProcessCollector(registry=registry)
 
     def observe(self, outcome: RequestOutcome) -> None:
@@ -167,8 +168,9 @@ class Metrics:
 class _LiveCollector:
     """Values read at scrape time: slots, runs, queue, process groups, what is served."""
 
-    def __init__(self, readiness: Readiness) -> None:
+    def __init__(self, readiness: Readiness, in_flight: Callable[[], int]) -> None:
         self.readiness = readiness
+        self.in_flight = in_flight
         self.version = _version()
 
     def collect(self) -> Iterable[Metric]:
@@ -179,6 +181,12 @@ class _LiveCollector:
         )
         yield GaugeMetricFamily(
             "trio_codex_runs_running", "Runs holding a Codex slot.", value=runner.running.value
+        )
+        yield GaugeMetricFamily(
+            "trio_codex_requests_in_flight",
+            "Requests being served (from arrival until their run is over), the operator's "
+            "endpoints aside.",
+            value=self.in_flight(),
         )
         yield GaugeMetricFamily(
             "trio_codex_requests_queued",
