@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import sse
 from trio_codex.openai.chat import ChatRenderer
 from trio_codex.openai.formats import response_format
 from trio_codex.run.events import (
@@ -44,11 +45,9 @@ def run(
         whole.feed(event)
     frames += streamed.complete(transcript)
     whole.complete(transcript)
-    deltas: list[dict[str, Any]] = []
-    for frame in frames.decode().split("\n\n"):
-        if frame.startswith("data: {"):
-            chunk = json.loads(frame.removeprefix("data: "))
-            deltas.extend(choice["delta"] for choice in chunk["choices"])
+    chunks = sse.payloads(frames)
+    assert chunks[-1] == sse.DONE
+    deltas = [choice["delta"] for chunk in chunks[:-1] for choice in chunk["choices"]]
     return deltas, whole.body()["choices"][0]["message"]
 
 
