@@ -64,7 +64,8 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The whole suite with coverage; pass pytest arguments after ``--``."""
-    session.install("-e", ".", "--group", "tests")
+    # The cli extra: the PyPI Codex binary, run end to end by tests/test_cli_extra.py.
+    session.install("-e", ".[cli]", "--group", "tests")
     if shutil.which("npm") and not os.environ.get("TRIO_CODEX_TEST_CODEX"):
         # The pinned Codex CLI and the Node SDK the end-to-end tests use.
         session.run("npm", "ci", "--prefix", "tests/node", "--no-audit", "--no-fund", external=True)

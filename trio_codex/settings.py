@@ -10,6 +10,7 @@ sandbox, not only request overrides.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import os
 import shutil
@@ -241,13 +242,29 @@ def _executable(raw: str) -> Path:
     if found is None:
         raise SettingsError(
             f"{raw!r} is not an executable file or a command on PATH; "
-            "install the Codex CLI (npm install -g @openai/codex) or set CODEX_PATH"
+            "install the Codex CLI (pip install 'trio-codex[cli]', or "
+            "npm install -g @openai/codex) or set CODEX_PATH"
         )
     return Path(found).absolute()
 
 
 def _default_codex() -> Path:
+    """``codex`` on PATH, else the binary of the ``cli`` extra: a Codex the user installed wins."""
     try:
         return _executable("codex")
     except SettingsError as exc:
+        bundled = bundled_codex()
+        if bundled is not None:
+            return bundled
         raise SettingsError(f"CODEX_PATH: {exc}") from None
+
+
+def bundled_codex() -> Path | None:
+    """The native Codex of ``openai-codex-cli-bin`` (``pip install 'trio-codex[cli]'``), or None
+    when that package is not installed or lacks an executable binary."""
+    try:
+        module = importlib.import_module("codex_cli_bin")
+        path = Path(module.bundled_codex_path())
+    except (ImportError, AttributeError, OSError):
+        return None
+    return path if path.is_file() and os.access(path, os.X_OK) else None
