@@ -34,6 +34,15 @@ HARD_STOP_SLACK = 0.5
 
 
 def main(argv: list[str] | None = None) -> int:
+    command = sys.argv[1:] if argv is None else argv
+    if command[:1] == ["doctor"]:  # `trio-codex doctor`: what is missing (trio_codex/doctor.py)
+        from . import doctor
+
+        return doctor.main(command[1:])
+    if command[:1] == ["codex"]:  # `trio-codex codex ARGS`: the server's Codex and CODEX_HOME
+        from .codex import passthrough
+
+        return passthrough.main(command[1:])
     parser = argparse.ArgumentParser(prog="python -m trio_codex", description=__doc__)
     parser.add_argument("--bind", default="127.0.0.1:8000", help="host:port (default %(default)s)")
     parser.add_argument(
