@@ -163,8 +163,10 @@ def check_auth(
     if environ.get("CODEX_API_KEY", "").strip():
         return Check("login", "ok", f"provider {provider}: CODEX_API_KEY is set")
     if login is not None and login.error is None and login.returncode == 0:
-        said = (login.stdout + login.stderr).strip().splitlines()
-        return Check("login", "ok", said[-1] if said else "logged in")
+        said = [ln.strip() for ln in (login.stdout + login.stderr).splitlines()]
+        # 0.163: "Logged in using an API key - sk-…"; 0.169: "API key configured - sk-…".
+        found = [ln for ln in said if ln and not ln.startswith("WARNING")] or ["logged in"]
+        return Check("login", "ok", f"{found[0]} (--run proves it works)")
     why = login.error if login is not None and login.error else _tail(login.stderr if login else "")
     return Check("login", "fail", f"provider {provider}: {why or 'not logged in'}", login_fix)
 

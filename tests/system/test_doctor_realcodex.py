@@ -85,6 +85,31 @@ async def test_local_only_on_a_remote_provider_fails(
     env = _env(tmp_path, upstream, FAKE_API_KEY=FAKE_API_KEY, CODEX_LOCAL_ONLY="1")
     (Path(env["CODEX_HOME"]) / "config.toml").write_text("")  # the built-in openai provider
     code, out = await _doctor(env)
+    assert code == 0, out
     assert code == 1, out
     assert _rows(out)["local-only"] == "fail"
     assert "api.openai.com" in out
+
+
+async def test_trio_codex_codex_runs_the_servers_codex_in_its_home(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    """``trio-codex codex login --with-api-key`` logs the server's CODEX_HOME in (the fix the
+    doctor prints), and ``login status`` then says so."""
+    env = _env(tmp_path, upstream)
+    (Path(env["CODEX_HOME"]) / "config.toml").write_text("")  # the built-in openai provider
+    with trio.fail_after(60):
+        login = await trio.run_process(
+            [sys.executable, "-m", "trio_codex", "codex", "login", "--with-api-key"],
+            env=env,
+            stdin=b"sk-test-0123456789abcdef\n",
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        assert login.returncode == 0, login.stderr
+        assert (Path(env["CODEX_HOME"]) / "auth.json").is_file()
+    code, out = await _doctor(env)
+    assert code == 0, out
+    assert _rows(out)["login"] == "ok", out
+    assert "sk-test-***" in out  # login status names the key, masked
