@@ -42,7 +42,8 @@ def _python_files() -> list[str]:
 
 @nox.session(python=PYTHONS[0])
 def lint(session: nox.Session) -> None:
-    """ruff format and check, the flake8-async rules ruff lacks, and the layout's import rules."""
+    """ruff format and check, the flake8-async rules ruff lacks, the layout's import rules, and
+    hadolint on the Dockerfile."""
     session.install("--group", "lint")
     session.install("--no-deps", "-e", ".")  # lint-imports reads the package's own imports
     session.run("ruff", "format", "--check", ".")
@@ -50,6 +51,7 @@ def lint(session: nox.Session) -> None:
     # Files, not directories: flake8-async crashes on a directory argument.
     session.run("flake8-async", "--enable=" + ",".join(FLAKE8_ASYNC_ONLY), *_python_files())
     session.run("lint-imports")
+    session.run("hadolint", "Dockerfile")
 
 
 @nox.session(python=PYTHONS[0])
