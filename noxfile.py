@@ -71,5 +71,10 @@ def tests(session: nox.Session) -> None:
     if shutil.which("npm") and not os.environ.get("TRIO_CODEX_TEST_CODEX"):
         # The pinned Codex CLI and the Node SDK the end-to-end tests use.
         session.run("npm", "ci", "--prefix", "tests/node", "--no-audit", "--no-fund", external=True)
+    if shutil.which("npm"):
+        # The Node client recipes (OpenAI Node SDK, Vercel AI SDK) of docs/clients.md.
+        session.run(
+            "npm", "ci", "--prefix", "tests/clients/node", "--no-audit", "--no-fund", external=True
+        )
     session.run("coverage", "run", "-m", "pytest", *session.posargs)
     session.run("coverage", "report", "--show-missing", "--skip-covered")
