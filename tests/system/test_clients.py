@@ -19,8 +19,14 @@ from typing import Any
 
 import pytest
 import trio
-from codex_cli import FakeUpstream
-from conftest import ServerFactory, in_thread, serve_real_codex, skip_or_fail
+from codex_cli import FakeUpstream, codex_env, exec_argv
+from conftest import (
+    ServerFactory,
+    in_thread,
+    require_codex_cli,
+    serve_real_codex,
+    skip_or_fail,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.realcodex]
 
@@ -198,3 +204,49 @@ async def test_node_sdk_and_vercel_ai_sdk(
     }
     assert out["vercelResponsesTokens"] > 0
     assert len(_prompts(upstream)) == 6
+
+
+CODEX_AS_CLIENT = """\
+model = "fake-model"
+model_provider = "trio"
+
+[model_providers.trio]
+name = "trio_codex"
+base_url = "{url}"
+wire_api = "responses"
+env_key = "TRIO_CODEX_API_KEY"
+"""
+
+
+async def test_codex_cli_as_a_client(
+    tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory
+) -> None:
+    """An outer ``codex exec`` whose ``config.toml`` provider is this server (Responses API,
+    streamed) answers with the inner Codex's reply."""
+    url = await _server(tmp_path, upstream, start_server)
+    outer = tmp_path / "outer"
+    (outer / "home").mkdir(parents=True)
+    (outer / "codex-home").mkdir()
+    (outer / "codex-home" / "config.toml").write_text(CODEX_AS_CLIENT.format(url=url))
+    env = codex_env(outer / "home", outer / "codex-home", TRIO_CODEX_API_KEY="sk-anything")
+    with trio.fail_after(120):
+        result = await trio.run_process(
+            exec_argv(require_codex_cli(), outer),
+            stdin=b"Hi [[fake:reply=Codex through trio_codex]]",
+            env=env,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    messages = [
+        e["item"]["text"]
+        for e in events
+        if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"
+    ]
+    assert messages == ["Codex through trio_codex"]
+    # One inner run: the outer Codex's request went through the server to the upstream.
+    prompts = _prompts(upstream)
+    assert len(prompts) == 1
+    assert "Hi [[fake:reply=Codex through trio_codex]]" in prompts[0]
