@@ -10,8 +10,10 @@ missing client is a skip outside CI and a failure in CI.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -250,3 +252,56 @@ async def test_codex_cli_as_a_client(
     prompts = _prompts(upstream)
     assert len(prompts) == 1
     assert "Hi [[fake:reply=Codex through trio_codex]]" in prompts[0]
+
+
+def _aider() -> str:
+    """Aider is heavy (~700 MB) and not in a dependency group: ``TRIO_CODEX_TEST_AIDER`` names
+    its executable, else ``aider`` on PATH; without it this test skips, in CI too."""
+    configured = os.environ.get("TRIO_CODEX_TEST_AIDER", "").strip()
+    found = shutil.which(configured or "aider")
+    if found is None:
+        pytest.skip(
+            "aider is not installed: pip install aider-chat (in its own venv), then set "
+            "TRIO_CODEX_TEST_AIDER to its aider"
+        )
+    return found
+
+
+async def test_aider_applies_a_whole_file_edit(
+    tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory
+) -> None:
+    """Aider (``--model openai/<id>``, whole-file edit format, streamed) gets the reply and
+    applies the edit it carries to the file."""
+    aider = _aider()
+    url = await _server(tmp_path, upstream, start_server)
+    work = tmp_path / "project"
+    work.mkdir()
+    (work / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    reply = "calc.py\n```python\ndef add(a, b):\n    return a + b\n```\n"
+    directive = f"[[fake:reply_b64={base64.b64encode(reply.encode()).decode()};chunks=4]]"
+    argv = [
+        aider,
+        *("--openai-api-base", url, "--openai-api-key", "sk-anything"),
+        *("--model", "openai/fake-model", "--edit-format", "whole"),
+        *("--no-show-model-warnings", "--no-git", "--yes", "--no-check-update"),
+        *("--no-analytics", "--no-pretty", "calc.py", "--message", f"Fix add {directive}"),
+    ]
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path / "home"),
+        "LANG": "C.UTF-8",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
+    with trio.fail_after(180):
+        result = await trio.run_process(
+            argv,
+            cwd=work,
+            env=env,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+    assert (work / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+    assert len(_prompts(upstream)) == 1
