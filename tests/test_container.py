@@ -1,24 +1,21 @@
 """The container files agree with the code (no Docker engine is needed, and none runs here):
 the image installs the cli extra pyproject declares, serves on the port it exposes, its health
 check asks a route the app answers without a key, and compose points Open WebUI at the server's
-``/v1`` with a task model the server would accept."""
+``/v1`` (the task model is checked against the real catalog in ``tests/system/test_clients.py``)."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
-from conftest import TEST_CATALOG, make_settings, require_codex_cli
 
+from tests.support.fakes import TEST_CATALOG, make_settings
 from trio_codex import create_app
-from trio_codex.codex.models import discover_models
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -82,23 +79,3 @@ def test_compose_points_open_webui_at_the_server() -> None:
     assert "codex-home:/codex-home" in server["volumes"]
     # The stop timeout covers the graceful timeout (10 s) + the kill grace (2 s) + 1 s.
     assert int(server["stop_grace_period"].removesuffix("s")) >= 13
-
-
-@pytest.mark.slow
-@pytest.mark.realcodex
-async def test_compose_task_model_is_in_the_real_catalog(tmp_path: Path) -> None:
-    """Title/tag/follow-up calls go to a cheap ``<model>-<effort>`` alias that the real Codex's
-    catalog (``codex debug models``, as /v1/models lists it) serves."""
-    task_model = _compose()["services"]["open-webui"]["environment"]["TASK_MODEL_EXTERNAL"]
-    (tmp_path / "home").mkdir()
-    catalog = await discover_models(
-        require_codex_cli(),
-        env={
-            "PATH": os.environ["PATH"],
-            "HOME": str(tmp_path / "home"),
-            "CODEX_HOME": str(tmp_path),
-        },
-        codex_home=tmp_path,
-    )
-    entry = catalog.resolve(task_model)
-    assert entry.effort in {"none", "minimal", "low"}

@@ -3,14 +3,16 @@ errors that name a bad one."""
 
 from __future__ import annotations
 
+import stat
 import sys
+import types
 from pathlib import Path
 
 import pytest
 
 from tests.support.fakes import make_settings
 from tests.support.security import DANGER
-from trio_codex.settings import Settings, SettingsError
+from trio_codex.settings import Settings, SettingsError, bundled_codex
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -127,3 +129,92 @@ def test_default_danger_without_the_switch_does_not_start(tmp_path: Path) -> Non
         make_settings(tmp_path, sandbox_mode=DANGER)
     allowed = Settings.from_env({**environ, "CODEX_ALLOW_DANGER_FULL_ACCESS": "1"})
     assert allowed.sandbox_mode == DANGER
+
+
+# --- the cli extra: openai-codex-cli-bin's Codex when no codex is on PATH and CODEX_PATH is unset
+
+
+def _executable(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+@pytest.fixture
+def empty_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """PATH is one empty directory: no ``codex`` on it until a test puts one there."""
+    directory = tmp_path / "path"
+    directory.mkdir()
+    monkeypatch.setenv("PATH", str(directory))
+    return directory
+
+
+def _install_fake_extra(monkeypatch: pytest.MonkeyPatch, binary: Path | None) -> None:
+    """Stand in for ``codex_cli_bin``; ``binary=None`` is the package missing its binary."""
+    module = types.ModuleType("codex_cli_bin")
+
+    def bundled_codex_path() -> Path:
+        if binary is None:
+            raise FileNotFoundError("openai-codex-cli-bin is installed but missing its binary")
+        return binary
+
+    module.bundled_codex_path = bundled_codex_path  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "codex_cli_bin", module)
+
+
+def _extra_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {"CODEX_HOME": str(tmp_path / "codex-home"), **extra}
+
+
+def test_the_extra_is_used_when_nothing_else_is_there(
+    tmp_path: Path, empty_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundled = _executable(tmp_path / "site" / "codex_cli_bin" / "bin" / "codex")
+    _install_fake_extra(monkeypatch, bundled)
+    settings = Settings.from_env(_extra_env(tmp_path), make_workdir=False)
+    assert settings.codex_path == bundled
+
+
+def test_a_codex_on_path_wins_over_the_extra(
+    tmp_path: Path, empty_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _install_fake_extra(monkeypatch, _executable(tmp_path / "site" / "codex"))
+    on_path = _executable(empty_path / "codex")
+    settings = Settings.from_env(_extra_env(tmp_path), make_workdir=False)
+    assert settings.codex_path == on_path
+
+
+def test_codex_path_wins_over_the_extra(
+    tmp_path: Path, empty_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _install_fake_extra(monkeypatch, _executable(tmp_path / "site" / "codex"))
+    chosen = _executable(tmp_path / "elsewhere" / "my-codex")
+    settings = Settings.from_env(_extra_env(tmp_path, CODEX_PATH=str(chosen)), make_workdir=False)
+    assert settings.codex_path == chosen
+
+
+def test_without_any_codex_the_error_names_the_extra(
+    tmp_path: Path, empty_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "codex_cli_bin", None)  # import fails
+    with pytest.raises(SettingsError, match=r"CODEX_PATH: .*pip install 'trio-codex\[cli\]'"):
+        Settings.from_env(_extra_env(tmp_path), make_workdir=False)
+
+
+def test_an_extra_without_its_binary_is_not_used(
+    tmp_path: Path, empty_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _install_fake_extra(monkeypatch, None)
+    assert bundled_codex() is None
+    with pytest.raises(SettingsError, match="CODEX_PATH"):
+        Settings.from_env(_extra_env(tmp_path), make_workdir=False)
+
+
+def test_a_bundled_file_that_is_not_executable_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = tmp_path / "codex"
+    plain.write_text("not a program")
+    _install_fake_extra(monkeypatch, plain)
+    assert bundled_codex() is None
