@@ -21,14 +21,17 @@ from typing import Any
 
 import pytest
 import trio
-from codex_cli import FakeUpstream, codex_env, exec_argv
-from conftest import (
+import yaml
+
+from tests.support.codex_cli import FakeUpstream, codex_env, exec_argv
+from tests.support.servers import (
     ServerFactory,
     in_thread,
     require_codex_cli,
     serve_real_codex,
     skip_or_fail,
 )
+from trio_codex.codex.models import discover_models
 
 pytestmark = [pytest.mark.slow, pytest.mark.realcodex]
 
@@ -220,11 +223,13 @@ env_key = "TRIO_CODEX_API_KEY"
 """
 
 
-async def test_codex_cli_as_a_client(
+async def test_codex_cli_as_a_client_is_refused_for_its_tools(
     tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory
 ) -> None:
-    """An outer ``codex exec`` whose ``config.toml`` provider is this server (Responses API,
-    streamed) answers with the inner Codex's reply."""
+    """An outer ``codex exec`` whose ``config.toml`` provider is this server always offers the
+    model its own tools (shell, patches), and the server refuses tools (400
+    ``unsupported_parameter``, ``param: tools``): the outer turn fails with that message and no
+    run starts. When function calling exists, this recipe should answer instead."""
     url = await _server(tmp_path, upstream, start_server)
     outer = tmp_path / "outer"
     (outer / "home").mkdir(parents=True)
@@ -240,18 +245,13 @@ async def test_codex_cli_as_a_client(
             capture_stderr=True,
             check=False,
         )
-    assert result.returncode == 0, result.stderr.decode()
     events = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    messages = [
-        e["item"]["text"]
-        for e in events
-        if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"
-    ]
-    assert messages == ["Codex through trio_codex"]
-    # One inner run: the outer Codex's request went through the server to the upstream.
-    prompts = _prompts(upstream)
-    assert len(prompts) == 1
-    assert "Hi [[fake:reply=Codex through trio_codex]]" in prompts[0]
+    failed = [e for e in events if e.get("type") == "turn.failed"]
+    assert result.returncode != 0
+    assert len(failed) == 1, events
+    error = json.loads(failed[0]["error"]["message"])["error"]
+    assert (error["code"], error["param"]) == ("unsupported_parameter", "tools")
+    assert _prompts(upstream) == []  # refused before any Codex run
 
 
 def _aider() -> str:
@@ -305,3 +305,22 @@ async def test_aider_applies_a_whole_file_edit(
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
     assert (work / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
     assert len(_prompts(upstream)) == 1
+
+
+async def test_open_webui_task_model_is_in_the_real_catalog(tmp_path: Path) -> None:
+    """Title/tag/follow-up calls go to a cheap ``<model>-<effort>`` alias that the real Codex's
+    catalog (``codex debug models``, as /v1/models lists it) serves."""
+    compose = yaml.safe_load((NODE_CLIENTS.parents[2] / "compose.yaml").read_text())
+    task_model = compose["services"]["open-webui"]["environment"]["TASK_MODEL_EXTERNAL"]
+    (tmp_path / "home").mkdir()
+    catalog = await discover_models(
+        require_codex_cli(),
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path / "home"),
+            "CODEX_HOME": str(tmp_path),
+        },
+        codex_home=tmp_path,
+    )
+    entry = catalog.resolve(task_model)
+    assert entry.effort in {"none", "minimal", "low"}
