@@ -31,7 +31,7 @@ WORKDIR /work
 EXPOSE 8000
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
 
 # `trio-codex` serves by default; `doctor` and `codex ...` are its other subcommands.
 ENTRYPOINT ["tini", "--", "trio-codex"]
