@@ -279,7 +279,10 @@ class Connection:
         first_byte = first_content = last_content = 0.0
         chunks = 0
         for _ in range(1_000_000):
-            chunk = self.sock.recv(65536)
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""  # the server had closed the idle connection before our request
             if not chunk and not data and not retried:
                 # An idle keep-alive connection the server closed (Hypercorn: 5 s): reopen.
                 self._reopen()
