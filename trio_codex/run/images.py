@@ -75,6 +75,28 @@ _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 _SCHEME_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _NAT64_WELL_KNOWN: Final = ipaddress.IPv6Network("64:ff9b::/96")
 _NAT64_LOCAL_USE: Final = ipaddress.IPv6Network("64:ff9b:1::/48")
+#: Special-purpose blocks (IANA registries) that ``ipaddress.is_global`` lets through on some
+#: Python versions: none of them holds a public image server.
+_NOT_GLOBAL: Final[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]] = (
+    ipaddress.IPv4Network("0.0.0.0/8"),
+    ipaddress.IPv4Network("100.64.0.0/10"),  # shared address space (CGNAT)
+    ipaddress.IPv4Network("192.0.0.0/24"),  # IETF protocol assignments (dummy, NAT64 discovery)
+    ipaddress.IPv4Network("192.0.2.0/24"),  # TEST-NET-1
+    ipaddress.IPv4Network("192.88.99.0/24"),  # deprecated 6to4 relay anycast
+    ipaddress.IPv4Network("198.18.0.0/15"),  # benchmarking
+    ipaddress.IPv4Network("198.51.100.0/24"),  # TEST-NET-2
+    ipaddress.IPv4Network("203.0.113.0/24"),  # TEST-NET-3
+    ipaddress.IPv4Network("240.0.0.0/4"),  # reserved, broadcast
+    ipaddress.IPv6Network("100::/64"),  # discard-only
+    ipaddress.IPv6Network("100:0:0:1::/64"),  # dummy prefix
+    ipaddress.IPv6Network("2001:db8::/32"),  # documentation
+    ipaddress.IPv6Network("3fff::/20"),  # documentation (RFC 9637)
+    ipaddress.IPv6Network("5f00::/16"),  # SRv6 SIDs
+    ipaddress.IPv6Network("fc00::/7"),  # unique local
+    ipaddress.IPv6Network("fe80::/10"),  # link-local
+    ipaddress.IPv6Network("fec0::/10"),  # deprecated site-local
+    ipaddress.IPv6Network("ff00::/8"),  # multicast
+)
 
 _INVALID: Final = "invalid_image"
 _TOO_LARGE: Final = "image_too_large"
@@ -296,7 +318,8 @@ def _forbidden_destination(ref: ImageRef) -> InvalidRequestError:
 
 
 def _is_public_address(address: IPAddress) -> bool:
-    """True only for globally routable unicast addresses, also for IPv4 embedded in IPv6."""
+    """True only for globally routable unicast addresses, also for IPv4 embedded in IPv6:
+    ``is_global`` and in none of the special-purpose blocks it misses (``_NOT_GLOBAL``)."""
     candidates: list[IPAddress] = [address]
     if isinstance(address, ipaddress.IPv6Address):
         if address in _NAT64_LOCAL_USE:
@@ -317,6 +340,9 @@ def _is_public_address(address: IPAddress) -> bool:
         or candidate.is_reserved
         or candidate.is_unspecified
         or not candidate.is_global
+        or any(
+            candidate in network for network in _NOT_GLOBAL if network.version == candidate.version
+        )
         for candidate in candidates
     )
 
