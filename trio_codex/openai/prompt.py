@@ -3,7 +3,8 @@
 Pure. Roles and order are kept: a lone user message is passed as it is; anything longer is
 rendered as a transcript of tagged messages, system and developer instructions included, so the
 model sees who said what. Images become ``ImagePart``s (checked and written to files elsewhere);
-parts the server cannot pass on are refused with a 400 naming the part.
+parts the server cannot pass on are refused with a 400 naming the part, and so is a conversation
+with nothing to answer (every text empty or whitespace, and no image): ``check_not_empty``.
 """
 
 from __future__ import annotations
@@ -142,6 +143,22 @@ def check_encodable(text: str, *, param: str | None = "messages") -> str:
     return text
 
 
+def check_not_empty(turns: Sequence[Turn], images: Sequence[ImagePart], *, param: str) -> None:
+    """Refuse a conversation with nothing to answer (every text empty or whitespace, and no
+    image) as a 400 naming ``param``, before any process starts."""
+    if images or any(turn.text.strip() for turn in turns):
+        return
+    raise InvalidRequestError(
+        f"The prompt is empty: '{param}' has no text (only empty or whitespace content) "
+        "and no image.",
+        param=param,
+        code="invalid_value",
+    )
+
+
 def chat_prompt(messages: Sequence[ChatMessage]) -> Prompt:
     turns, images = chat_turns(messages)
+    check_not_empty(
+        turns, images, param="messages[0].content" if len(messages) == 1 else "messages"
+    )
     return Prompt(render(turns), tuple(images))

@@ -11,7 +11,8 @@ and ``content`` as a string or a list of ``input_text`` / ``output_text`` / ``re
 accepted and skipped: the thread, or the messages, carry what they led to. Every other item
 is refused with a 400 whose ``param`` names it (``input[3]``): the server never offers tools to
 the model, so a ``function_call_output`` answers a call it never made. ``instructions`` become
-a developer message ahead of the input. Fields the server cannot honour at all (``background``,
+a developer message ahead of the input; an input with no text (empty or whitespace only) and no
+image is refused (``input``, or ``input[i].content`` for a lone message item). Fields the server cannot honour at all (``background``,
 ``conversation``, ``prompt`` templates) are refused; every other field is accepted, and echoed
 where the ``Response`` object has it.
 """
@@ -25,7 +26,7 @@ from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from ...errors import InvalidRequestError
 from ..formats import OutputFormat, text_format
-from ..prompt import ImagePart, Prompt, Turn, render
+from ..prompt import ImagePart, Prompt, Turn, check_not_empty, render
 from ..schemas import Open, ReasoningEffort, XCodex, parse_model
 
 MESSAGE_ROLES: Final = frozenset({"user", "assistant", "system", "developer"})
@@ -134,7 +135,9 @@ def input_turns(
     ahead = len(turns)
     if isinstance(items, str):
         turns.append(Turn("user", items))
+        check_not_empty(turns[ahead:], images, param="input")
         return turns, images
+    messages: list[int] = []
     for i, item in enumerate(items):
         where = f"input[{i}]"
         if not isinstance(item, dict):
@@ -144,6 +147,7 @@ def input_turns(
         kind = item.get("type", "message")
         if kind == "message":
             turns.append(_message_turn(item, where, images))
+            messages.append(i)
         elif kind == "reasoning":
             continue
         elif kind == "function_call_output":
@@ -165,6 +169,12 @@ def input_turns(
         raise InvalidRequestError(
             "input must contain at least one message.", param="input", code="invalid_value"
         )
+    # Instructions alone are not a prompt: the input must say something.
+    check_not_empty(
+        turns[ahead:],
+        images,
+        param=f"input[{messages[0]}].content" if len(messages) == 1 else "input",
+    )
     return turns, images
 
 
