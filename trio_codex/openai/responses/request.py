@@ -144,7 +144,15 @@ def input_turns(
             raise InvalidRequestError(
                 f"{where} must be an object (an input item).", param=where, code="invalid_value"
             )
-        kind = item.get("type", "message")
+        kind = item.get("type")
+        if kind is None:  # absent or null: a message item
+            kind = "message"
+        if not isinstance(kind, str):
+            raise InvalidRequestError(
+                f"{where}.type must be a string (an input item type).",
+                param=f"{where}.type",
+                code="invalid_value",
+            )
         if kind == "message":
             turns.append(_message_turn(item, where, images))
             messages.append(i)
@@ -180,7 +188,8 @@ def input_turns(
 
 def _message_turn(item: dict[str, Any], where: str, images: list[ImagePart]) -> Turn:
     role = item.get("role")
-    if role not in MESSAGE_ROLES:
+    # A role of the wrong type (an object, a list) must not reach the set lookup: unhashable.
+    if not isinstance(role, str) or role not in MESSAGE_ROLES:
         raise InvalidRequestError(
             f"{where}.role must be one of {', '.join(sorted(MESSAGE_ROLES))}; got {role!r}.",
             param=f"{where}.role",
