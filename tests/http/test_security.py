@@ -473,7 +473,10 @@ def _nest(depth: int) -> Any:
         ),
         pytest.param(b'{"model": "\xff\xfe"}', 400, "invalid_json", id="invalid-utf-8"),
         pytest.param(
-            json.dumps({**chat_body(), "temperature": float("nan")}).encode(), 200, None, id="nan"
+            json.dumps({**chat_body(), "temperature": float("nan")}).encode(),
+            400,
+            "invalid_json",
+            id="nan",
         ),
     ],
 )

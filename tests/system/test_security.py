@@ -394,5 +394,7 @@ async def test_unsendable_prompt_is_refused_before_any_process(
     with trio.fail_after(20):
         async with app.test_app():
             status, body = await post(app, {"model": "gpt-test", "messages": messages})
-    assert_error(status, body, 400, code, "messages")
+    # A lone surrogate is refused where it is (the whole body is checked for valid Unicode).
+    param = "messages[0].content" if code == "invalid_value" else "messages"
+    assert_error(status, body, 400, code, param)
     assert spawned == []

@@ -51,9 +51,13 @@ def _json_depth_ok(raw: bytes, limit: int) -> bool:
     return max(itertools.accumulate(array.array("b", steps)), default=0) <= limit
 
 
+def _not_json(constant: str) -> object:
+    raise ValueError(f"{constant} is not a JSON value (RFC 8259)")
+
+
 async def read_json_body(max_bytes: int) -> object:
     """The request body as JSON; 413 past ``max_bytes`` (counted as it arrives, chunked too),
-    400 for anything that is not JSON."""
+    400 for anything that is not JSON (``NaN`` and ``Infinity`` included)."""
     length = request.content_length
     if length is not None and length > max_bytes:
         raise PayloadTooLargeError(
@@ -76,8 +80,9 @@ async def read_json_body(max_bytes: int) -> object:
         )
     try:
         # UTF-8 only (RFC 8259): json.loads would also detect UTF-16/32 from bytes, whose
-        # escapes the depth check above does not read.
-        return json.loads(buf.decode("utf-8"))
+        # escapes the depth check above does not read. NaN and Infinity are not JSON either:
+        # accepted, they would be echoed back as invalid JSON.
+        return json.loads(buf.decode("utf-8"), parse_constant=_not_json)
     except (ValueError, RecursionError) as exc:
         raise InvalidRequestError(
             f"We could not parse the JSON body of your request: {exc}", code="invalid_json"

@@ -4,14 +4,15 @@
 ``json_object`` and ``json_schema`` into one ``OutputFormat``: the JSON Schema Codex must follow,
 whether the answer is the last agent message only, and any instruction appended to the prompt.
 ``check_schema`` refuses a schema that is not valid JSON Schema (Draft 2020-12, which is what
-OpenAI's structured outputs accept) with a 400 naming the field, before any process starts.
-Pure.
+OpenAI's structured outputs accept) with a 400 naming the field, before any process starts; a
+``pattern`` that Python's ``re`` cannot compile is such a schema, never a 500. Pure.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -37,6 +38,14 @@ def check_schema(schema: Mapping[str, Any], *, param: str) -> None:
         detail = f" at '{where}'" if where else ""
         raise InvalidRequestError(
             f"Invalid JSON Schema in '{param}'{detail}: {exc.message}",
+            param=param,
+            code="invalid_json_schema",
+        ) from None
+    except (OverflowError, RecursionError, re.error) as exc:
+        # A ``pattern`` the regex engine cannot compile (``a{4294967296}``: OverflowError),
+        # raised by jsonschema's own format check.
+        raise InvalidRequestError(
+            f"Invalid JSON Schema in '{param}': a regular expression cannot be compiled ({exc}).",
             param=param,
             code="invalid_json_schema",
         ) from None

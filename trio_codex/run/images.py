@@ -303,9 +303,19 @@ def _check_http_url(ref: ImageRef, policy: ImagePolicy, address_filter: AddressF
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
-        return  # a name: checked after resolution
+        _check_host_name(ref, host)
+        return  # a name: its addresses are checked after resolution
     if not address_filter(literal):
         raise _forbidden_destination(ref)
+
+
+def _check_host_name(ref: ImageRef, host: str) -> None:
+    """Refuse a host name the resolver cannot encode (a label over 63 characters, an empty
+    label): the IDNA codec would raise ``UnicodeError`` out of ``getaddrinfo``."""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise _refuse(ref, _INVALID, "The image URL's host is not a valid DNS name.") from None
 
 
 def _forbidden_destination(ref: ImageRef) -> InvalidRequestError:
@@ -388,6 +398,7 @@ async def _fetch_hop(
     host = url.raw_host.decode("ascii")
     if not host:
         raise _refuse(ref, _INVALID, "The image URL has no host.")
+    _check_host_name(ref, host)
     port = url.port if url.port is not None else (443 if url.scheme == "https" else 80)
     addresses = await _resolve(ref, host, port)
     if not all(address_filter(address) for address in addresses):
@@ -474,7 +485,7 @@ async def _resolve(ref: ImageRef, host: str, port: int) -> list[IPAddress]:
     """Every address ``host`` resolves to, in resolver order, without duplicates."""
     try:
         infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
-    except OSError:  # socket.gaierror included
+    except (OSError, UnicodeError):  # socket.gaierror included; UnicodeError: IDNA
         raise _refuse(ref, _INVALID, "The image URL's host could not be resolved.") from None
     addresses: list[IPAddress] = []
     for *_, sockaddr in infos:
