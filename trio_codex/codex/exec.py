@@ -2,8 +2,10 @@
 
 ``ExecBackend.run`` spawns Codex in its own process group (``process.open_process_group``), feeds
 the prompt on stdin, drains stderr (capped), and turns each stdout line into a ``CodexEvent``
-with ``parse_event`` (pure, never raises: unknown or malformed lines are ``UnknownEvent``). The
-group is dead when ``run`` returns or is cancelled.
+with ``parse_event`` (pure, never raises: unknown or malformed lines are ``UnknownEvent``; a
+``turn.completed`` without a usage object or an ``agent_message`` without text is malformed, so
+junk never ends a turn or stands for an answer). The group is dead when ``run`` returns or is
+cancelled.
 """
 
 from __future__ import annotations
@@ -80,7 +82,9 @@ def parse_event(line: bytes | str) -> CodexEvent:
     if kind == "turn.started":
         return TurnStarted()
     if kind == "turn.completed":
-        return TurnCompleted(parse_usage(data.get("usage")))
+        # A malformed completion is not a completion: the answer may still be on its way.
+        usage = data.get("usage")
+        return TurnCompleted(parse_usage(usage)) if isinstance(usage, dict) else UnknownEvent(text)
     if kind == "turn.failed":
         error = data.get("error")
         message = _str(error.get("message")) if isinstance(error, dict) else ""
@@ -95,7 +99,10 @@ def parse_event(line: bytes | str) -> CodexEvent:
         item_type = _str(item.get("type"))
         item_id = _str(item.get("id"))
         if phase == "completed" and item_type == "agent_message":
-            return MessageCompleted(item_id, _str(item.get("text")))
+            answer = item.get("text")
+            if not isinstance(answer, str):
+                return UnknownEvent(text)
+            return MessageCompleted(item_id, answer)
         if phase == "completed" and item_type == "reasoning":
             return ReasoningCompleted(item_id, _str(item.get("text")))
         return ItemEvent(phase, item_type, item)

@@ -250,11 +250,25 @@ class Transcript:
     def completed(self) -> bool:
         return self.usage is not None and self.failure_message is None
 
+    @property
+    def has_answer(self) -> bool:
+        """An agent message arrived (whole, or as deltas): there is something to answer with."""
+        return bool(self.messages or self._partial)
+
     def failure(self, exit_code: int | None, stderr: str = "") -> Failure | None:
-        """Why this run failed, or None when it succeeded (``turn.completed`` and exit 0)."""
+        """Why this run failed, or None when it succeeded (``turn.completed`` with at least one
+        agent message, and exit 0). A completed turn without any agent message is a 502: an
+        empty answer is never a success (structured output, whose answer is the last message,
+        included)."""
         if self.failure_message is not None:
             return classify_failure(self.failure_message)
         if self.completed and exit_code in (0, None):
+            if not self.has_answer:
+                return Failure(
+                    502,
+                    "upstream_error",
+                    "Codex completed the turn without an answer (it printed no agent message)",
+                )
             return None
         detail = self.last_error or _last_error_line(stderr)
         if detail:
