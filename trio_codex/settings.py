@@ -48,6 +48,10 @@ REASONING_EFFORTS: Final[tuple[str, ...]] = (
     "ultra",
 )
 
+#: Shortest accepted TRIO_CODEX_RESPONSE_ID_SECRET: a shorter key could be guessed offline from
+#: one response id.
+MIN_SECRET_BYTES: Final = 32
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -142,6 +146,12 @@ class Settings:
             raise SettingsError(f"CODEX_HOME: cannot create {str(codex_home)!r}: {exc}") from None
 
         secret = env.get("TRIO_CODEX_RESPONSE_ID_SECRET", "").encode()
+        if secret and len(secret) < MIN_SECRET_BYTES:
+            raise SettingsError(
+                f"TRIO_CODEX_RESPONSE_ID_SECRET: {len(secret)} bytes is too short; use at least "
+                f"{MIN_SECRET_BYTES} random bytes (python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
         return cls(
             api_keys=keys,
             rate_limit_per_minute=get("RATE_LIMIT_PER_MINUTE", 0, _int(minimum=0)),

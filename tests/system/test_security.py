@@ -226,7 +226,7 @@ SERVER_SETTINGS = {
     "CODEX_MAX_IMAGE_BYTES": "50000",
     "CODEX_ALLOW_IMAGE_FETCH": "0",
     "CODEX_ENV_PASSTHROUGH": "MY_TOOL_TOKEN",
-    "TRIO_CODEX_RESPONSE_ID_SECRET": "response-id-secret",
+    "TRIO_CODEX_RESPONSE_ID_SECRET": "response-id-secret-at-least-32-bytes",
 }
 
 
