@@ -26,6 +26,7 @@ from quart_trio import QuartTrio
 from .api import components, create_app
 from .logs import HYPERCORN_LOGGER, configure_logging
 from .settings import Settings, SettingsError
+from .undumpable import make_undumpable
 
 log = logging.getLogger("trio_codex")
 
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds in-flight requests get after SIGTERM/SIGINT (default %(default)s)",
     )
     args = parser.parse_args(argv)
+    make_undumpable()  # no Codex command of the same user may read our environment or memory
     try:
         settings = Settings.from_env()
     except SettingsError as exc:

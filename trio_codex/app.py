@@ -1,7 +1,7 @@
 """The deployable ASGI app: ``hypercorn trio_codex.app:app -k trio``.
 
-Importing this module reads the environment (``Settings.from_env``); a bad value stops the
-process with a message naming the variable. Tests and embedders use ``trio_codex.create_app``.
+Importing this module makes the process non-dumpable (``undumpable``) and reads the environment
+(``Settings.from_env``); a bad value stops the process with a message naming the variable. Tests and embedders use ``trio_codex.create_app``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 from .api import create_app
 from .logs import configure_logging
 from .settings import Settings, SettingsError
+from .undumpable import make_undumpable
 
 __all__ = ["app"]
 
@@ -23,6 +24,7 @@ def _load() -> Settings:
         raise SystemExit(2) from None
 
 
+make_undumpable()  # no Codex command of the same user may read our environment or memory
 _settings = _load()
 # Our lines on stderr (LOG_FORMAT), unless the embedding process configured logging itself.
 configure_logging(_settings)

@@ -5,7 +5,8 @@ was spawned), ``-<pgid>`` (that group is dead), ``exit`` (the server is shutting
 At end of file, which the kernel delivers when the server process ends for any reason (SIGKILL and
 the OOM killer included), it sends SIGKILL to every group still announced and exits 0.
 
-It ignores SIGINT, SIGTERM and SIGHUP, so a terminal's Ctrl-C or a supervisor's SIGTERM to every
+It makes itself non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``), like the server, so that no Codex
+command of the same user can read its memory. It ignores SIGINT, SIGTERM and SIGHUP, so a terminal's Ctrl-C or a supervisor's SIGTERM to every
 process cannot end it before it has done its job; only end of file (or SIGKILL) ends it. Once the
 signals are ignored it writes ``ready`` on stdout and closes it.
 
@@ -18,6 +19,8 @@ Knows nothing of trio or of the server: importing the package would cost 0.4 s a
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import sys
@@ -73,7 +76,16 @@ def apply(line: bytes, live: dict[int, None]) -> bool:
     return False
 
 
+def make_undumpable() -> None:
+    """``prctl(PR_SET_DUMPABLE, 0)`` where it exists (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+
+
 def main() -> int:
+    make_undumpable()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     # Tell the server that signals can no longer stop us, then stop talking.

@@ -37,6 +37,8 @@ Guarantees (``tests/test_shutdown.py``):
   then closes the pipe; the reaper kills whatever is left and exits; the server reaps it;
 * the reaper checks that a group is still a session of ours before signalling it, so a reused pid
   is not hit;
+* the sidecar gets a minimal environment (``REAPER_ENV_NAMES``), never the server's settings,
+  and makes itself non-dumpable;
 * if the reaper dies while the server runs, it is restarted (at most ``MAX_RESTARTS`` times) and
   told every live group again.
 
@@ -68,6 +70,13 @@ MAX_RESTARTS: Final = 10
 EXIT_WAIT: Final = 2.0
 #: How long a new sidecar may take to say it is ready.
 READY_WAIT: Final = 10.0
+#: The only variables the sidecar inherits (it needs none: ``python -I -S``, stdlib only).
+REAPER_ENV_NAMES: Final = ("PATH", "LANG", "LC_ALL", "TZ")
+
+
+def reaper_environment() -> dict[str, str]:
+    """The sidecar's environment: ``REAPER_ENV_NAMES`` from ours, nothing else."""
+    return {name: os.environ[name] for name in REAPER_ENV_NAMES if name in os.environ}
 
 
 class Reaper:
@@ -150,6 +159,7 @@ class Reaper:
                 [sys.executable, "-I", "-S", os.fspath(REAPER_MAIN)],
                 stdin=read_end,
                 stdout=subprocess.PIPE,
+                env=reaper_environment(),
                 start_new_session=True,
             )
         except BaseException:
