@@ -88,6 +88,8 @@ class Settings:
     max_body_bytes: int = 16 * 1024 * 1024
     #: Largest accepted image, in bytes, after decoding.
     max_image_bytes: int = 20 * 1024 * 1024
+    #: Most images in one request (0: none).
+    max_images: int = 16
     #: Fetch http(s) image URLs (public addresses only). Off by default.
     allow_image_fetch: bool = False
     #: Extra environment variable names passed to the Codex child.
@@ -170,6 +172,7 @@ class Settings:
             kill_grace=get("CODEX_KILL_GRACE_SECONDS", 2.0, _seconds(allow_zero=True)),
             max_body_bytes=get("MAX_REQUEST_BYTES", 16 * 1024 * 1024, _int(minimum=1024)),
             max_image_bytes=get("CODEX_MAX_IMAGE_BYTES", 20 * 1024 * 1024, _int(minimum=1)),
+            max_images=get("CODEX_MAX_IMAGES", 16, _int(minimum=0)),
             allow_image_fetch=get("CODEX_ALLOW_IMAGE_FETCH", False, _bool),
             env_passthrough=tuple(
                 n.strip() for n in env.get("CODEX_ENV_PASSTHROUGH", "").split(",") if n.strip()

@@ -25,6 +25,9 @@ Refusal codes:
     too many redirects) or did not finish within ``ImagePolicy.fetch_timeout``.
 ``image_too_large``
     The decoded or downloaded image exceeds ``ImagePolicy.max_bytes``.
+``too_many_images``
+    More than ``ImagePolicy.max_count`` images in one request (``param`` names the first part
+    over the cap); checked before any image is decoded or written.
 ``image_url_not_allowed``
     ``file://`` URLs, local paths, schemes other than ``data``/``http``/``https``, http(s) URLs
     while fetching is disabled, and destinations (or redirect targets) that resolve to any
@@ -58,6 +61,7 @@ __all__ = [
     "MAX_REDIRECTS",
     "ImagePolicy",
     "ImageRef",
+    "check_image_count",
     "check_image_url",
     "materialize_images",
     "sniff_image_type",
@@ -116,11 +120,14 @@ class ImageRef(Protocol):
 
 @dataclass(frozen=True)
 class ImagePolicy:
-    """Image limits: size cap (decoded or downloaded), whether http(s) is fetched, deadline."""
+    """Image limits: size cap (decoded or downloaded), number of images per request, whether
+    http(s) is fetched, deadline."""
 
     max_bytes: int = 20 * 1024 * 1024
     allow_fetch: bool = False
     fetch_timeout: float = 10.0
+    #: Images per request (each is a file and an ``--image`` argument of Codex).
+    max_count: int = 16
 
 
 def sniff_image_type(data: bytes) -> str | None:
@@ -134,6 +141,21 @@ def sniff_image_type(data: bytes) -> str | None:
     if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
     return None
+
+
+def check_image_count(refs: Sequence[ImageRef], policy: ImagePolicy) -> None:
+    """Refuse more than ``policy.max_count`` images (400 ``too_many_images`` naming the first
+    part over the cap). Run it before anything is decoded, fetched or written: a request of
+    thousands of tiny images would otherwise write thousands of files and pass the kernel's
+    argv limit when Codex starts."""
+    if len(refs) > policy.max_count:
+        ref = refs[policy.max_count]
+        raise _refuse(
+            ref,
+            "too_many_images",
+            f"The request has {len(refs)} images; this server accepts at most "
+            f"{policy.max_count} per request.",
+        )
 
 
 def check_image_url(ref: ImageRef, policy: ImagePolicy) -> None:
