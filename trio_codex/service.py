@@ -28,7 +28,7 @@ from .codex.models import ModelCatalog, ModelEntry
 from .errors import InvalidRequestError, LocalOnlyViolationError, PermissionDeniedError
 from .openai.prompt import Prompt, check_encodable, check_length
 from .openai.schemas import XCodex
-from .run.images import ImagePolicy, check_image_url, materialize_images
+from .run.images import ImagePolicy, check_image_count, check_image_url, materialize_images
 from .run.runner import CodexRunner, RunHandle, RunSpec
 from .settings import SandboxMode, Settings
 
@@ -68,7 +68,9 @@ class Service:
         #: Where request scratch directories are made (None: the system temp directory).
         self.scratch_root: Path | None = None
         self.image_policy = ImagePolicy(
-            max_bytes=settings.max_image_bytes, allow_fetch=settings.allow_image_fetch
+            max_bytes=settings.max_image_bytes,
+            allow_fetch=settings.allow_image_fetch,
+            max_count=settings.max_images,
         )
 
     def options(
@@ -117,6 +119,7 @@ class Service:
             )
 
     def check_images(self, prompt: Prompt) -> None:
+        check_image_count(prompt.images, self.image_policy)  # before anything is decoded
         for ref in prompt.images:
             check_image_url(ref, self.image_policy)
 

@@ -109,7 +109,10 @@ async def test_chat_over_the_cap_is_refused_before_any_file(
     response = await quart.test_client().post("/v1/chat/completions", json=chat_parts(2000))
     assert response.status_code == 400
     error = (await response.get_json())["error"]
-    assert (error["code"], error["param"]) == ("too_many_images", "messages[0].content[4].image_url")
+    assert (error["code"], error["param"]) == (
+        "too_many_images",
+        "messages[0].content[4].image_url",
+    )
     assert backend.specs == []
     assert list(scratch.iterdir()) == []
 
