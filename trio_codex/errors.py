@@ -18,6 +18,7 @@ frame once a stream has started)::
     ├── UpstreamError                 502 (or the status Codex's failure maps to)
     ├── QueueTimeoutError             503 code queue_timeout, Retry-After
     ├── UpstreamUnreachableError      503 code upstream_unreachable
+    ├── CodexUnavailableError         503 code codex_unavailable (Codex cannot be started)
     └── ExecTimeoutError              504 code timeout
 
 Nothing here imports trio or Quart: the tree is plain data plus ``envelope()``.
@@ -156,6 +157,15 @@ class UpstreamUnreachableError(ServiceError):
     status = 503
     type = "server_error"
     default_code = "upstream_unreachable"
+
+
+class CodexUnavailableError(ServiceError):
+    """Codex could not be started at all (binary missing, out of descriptors, ...); the
+    message names the cause. ``Retry-After`` when the cause is likely to pass."""
+
+    status = 503
+    type = "server_error"
+    default_code = "codex_unavailable"
 
 
 class ExecTimeoutError(ServiceError):

@@ -11,14 +11,18 @@ cancelled.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import signal
 from collections.abc import Callable, Mapping
 from contextlib import aclosing
+from pathlib import Path
 from typing import Final, TypeVar
 
 import trio
 
+from ..errors import CodexUnavailableError
 from ..run.events import (
     CodexEvent,
     ErrorEvent,
@@ -44,6 +48,32 @@ EXIT_DRAIN: Final = 0.5
 STDERR_CAP: Final = 64 * 1024
 
 T = TypeVar("T")
+
+log = logging.getLogger("trio_codex.codex.exec")
+
+#: Why a spawn failed, by errno: (cause, whether it is likely to pass so a retry makes sense).
+_SPAWN_CAUSES: Final[dict[int, tuple[str, bool]]] = {
+    errno.ENOENT: ("is missing (removed or moved by an upgrade?)", False),
+    errno.ENOTDIR: ("is missing (removed or moved by an upgrade?)", False),
+    errno.EACCES: ("is not executable (permission denied)", False),
+    errno.EPERM: ("is not executable (operation not permitted)", False),
+    errno.ENOEXEC: ("is not an executable this system can run", False),
+    errno.E2BIG: ("cannot be started: its command line and environment are too long", False),
+    errno.EMFILE: ("cannot be started: the server is out of file descriptors", True),
+    errno.ENFILE: ("cannot be started: the system is out of file descriptors", True),
+    errno.EAGAIN: ("cannot be started: out of processes (fork failed)", True),
+    errno.ENOMEM: ("cannot be started: out of memory", True),
+}
+
+
+def unavailable_error(binary: Path, exc: OSError) -> CodexUnavailableError:
+    """The 503 a client gets when Codex (``binary``) cannot be started, naming the cause."""
+    cause, transient = _SPAWN_CAUSES.get(
+        exc.errno or 0, (f"cannot be started: {exc.strerror or exc}", False)
+    )
+    return CodexUnavailableError(
+        f"The Codex CLI at {binary} {cause}.", retry_after=5.0 if transient else None
+    )
 
 
 def _int(value: object) -> int:
@@ -112,9 +142,11 @@ def parse_event(line: bytes | str) -> CodexEvent:
 class ExecBackend:
     """Runs ``codex exec --json`` in its own process group; the group is dead when ``run`` ends.
 
-    ``on_spawn(pgid)`` is called as soon as the group exists, before Codex gets its prompt;
-    ``on_reap(pgid)`` once the group is dead, on every path out of ``run`` (cancellation and
-    errors included). The reaper (``reaper.py``) uses them.
+        A Codex that cannot be started raises ``CodexUnavailableError`` (503 ``codex_unavailable``,
+    naming the cause: missing binary, E2BIG, EMFILE, ...). ``on_spawn(pgid)`` is called as soon as
+    the group exists, before Codex gets its prompt;
+        ``on_reap(pgid)`` once the group is dead, on every path out of ``run`` (cancellation and
+        errors included). The reaper (``reaper.py``) uses them.
     """
 
     def __init__(
@@ -173,6 +205,11 @@ class ExecBackend:
                 finally:
                     info.exit_code = proc.returncode if proc.returncode is not None else proc.poll()
                     info.stderr = stderr.decode("utf-8", "replace")
+        except process.SpawnError as exc:
+            # Only the spawn raises this (nothing ran): a 503 naming the cause, not a 500.
+            error = unavailable_error(self.binary, exc)
+            log.error("cannot start Codex: %s", error.message)  # noqa: TRY400 - one clear line
+            raise error from exc
         finally:
             # The group is dead here whatever happened (cancellation included).
             if spawned is not None and self.on_reap is not None:

@@ -28,6 +28,10 @@ from pathlib import Path
 import trio
 
 
+class SpawnError(OSError):
+    """The child could not be started (``execve``/``fork`` failed); ``errno`` says why."""
+
+
 def killpg_quiet(pgid: int, sig: signal.Signals) -> bool:
     """Signal a process group; False when no process of the group is left."""
     try:
@@ -66,18 +70,21 @@ async def open_process_group(
 ) -> AsyncIterator[trio.Process]:
     """Run ``argv`` (no shell) with piped stdin, stdout and stderr in a new session.
 
-    On exit the whole process group has been signalled with SIGKILL and the leader reaped;
+    ``SpawnError`` (an ``OSError`` with the original ``errno``) when it cannot be started. On exit the whole process group has been signalled with SIGKILL and the leader reaped;
     the exit blocks at most ``grace + 1`` seconds, whatever cancellation is pending.
     """
-    proc = await trio.lowlevel.open_process(
-        list(argv),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(env),
-        cwd=os.fspath(cwd),
-        start_new_session=True,
-    )
+    try:
+        proc = await trio.lowlevel.open_process(
+            list(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            cwd=os.fspath(cwd),
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise SpawnError(exc.errno, exc.strerror, exc.filename) from exc
     try:
         yield proc
     finally:

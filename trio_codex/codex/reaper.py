@@ -40,7 +40,8 @@ Guarantees (``tests/test_shutdown.py``):
 * the sidecar gets a minimal environment (``REAPER_ENV_NAMES``), never the server's settings,
   and makes itself non-dumpable;
 * if the reaper dies while the server runs, it is restarted (at most ``MAX_RESTARTS`` times) and
-  told every live group again.
+  told every live group again; a sidecar that cannot be started (EMFILE, EAGAIN, ...) is tried
+  again with back-off (``RETRY_FIRST`` doubling to ``RETRY_MAX``) for as long as the server runs.
 
 Limits: a SIGKILL landing in the microseconds between ``fork`` and the announcement leaves that one
 run; so does a SIGKILL sent to the reaper and the server together (e.g. ``kill -9`` of every
@@ -66,6 +67,10 @@ log = logging.getLogger("trio_codex.codex.reaper")
 REAPER_MAIN: Final = Path(__file__).with_name("_reaper_main.py")
 #: How often a reaper that keeps dying is restarted before the server gives up on it.
 MAX_RESTARTS: Final = 10
+#: A sidecar that cannot be started is tried again after this many seconds, doubling up to
+#: ``RETRY_MAX`` (for as long as the server runs).
+RETRY_FIRST: Final = 0.5
+RETRY_MAX: Final = 30.0
 #: How long the server waits for the reaper to exit once the pipe is closed.
 EXIT_WAIT: Final = 2.0
 #: How long a new sidecar may take to say it is ready.
@@ -95,6 +100,8 @@ class Reaper:
         #: The sidecar's pid, and how many sidecars were started (awaitable).
         self.pid: int | None = None
         self.spawns = AsyncValue(0)
+        #: Failed attempts to start a sidecar (awaitable).
+        self.failures = AsyncValue(0)
         self._fd: int | None = None
         self._pending = bytearray()
         self._warned = False
@@ -185,31 +192,41 @@ class Reaper:
         """Start the sidecar (``task_status.started()`` once it runs), keep it running, and on
         cancellation stop it: wait up to ``settle`` for the live groups to be unregistered,
         close the pipe, reap the sidecar. Never raises for a sidecar that fails to start: the
-        server then runs without it, and says so."""
+        server then runs without it, says so, and tries again with back-off."""
         proc: trio.Process | None = None
         started = False
+        deaths = 0
+        delay = RETRY_FIRST
         try:
-            for attempt in range(MAX_RESTARTS + 1):
+            while deaths <= MAX_RESTARTS:
                 try:
                     proc = await self._spawn()
                 except OSError:
+                    self.failures.value += 1
                     log.exception(
-                        "cannot start the reaper: Codex processes may outlive a killed server"
+                        "cannot start the reaper (Codex processes may outlive a killed "
+                        "server); trying again in %.1f s",
+                        delay,
                     )
-                    break
+                    if not started:
+                        started = True
+                        task_status.started()
+                    await trio.sleep(delay)
+                    delay = min(RETRY_MAX, delay * 2)
+                    continue
+                delay = RETRY_FIRST
                 if not started:
                     started = True
                     task_status.started()
                 await proc.wait()  # returns only if the sidecar died under us
                 self._detach()
+                deaths += 1
                 log.error(
                     "the reaper (pid %d) exited with %s; %s",
                     proc.pid,
                     proc.returncode,
-                    "restarting it" if attempt < MAX_RESTARTS else "giving up",
+                    "restarting it" if deaths <= MAX_RESTARTS else "giving up",
                 )
-            if not started:
-                task_status.started()
             await trio.sleep_forever()
         finally:
             with trio.CancelScope(shield=True):
