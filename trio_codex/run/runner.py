@@ -359,6 +359,13 @@ class CodexRunner:
                     raise
             elif isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
+            # A ServiceError from the backend is its answer (e.g. 503 codex_unavailable).
+            refused = exc.split(ServiceError)[0] if isinstance(exc, BaseExceptionGroup) else exc
+            while isinstance(refused, BaseExceptionGroup):
+                refused = refused.exceptions[0]
+            if isinstance(refused, ServiceError):
+                handle.error = refused
+                return
             log.exception("Codex run failed inside the server")
             handle.error = ServiceError("The server failed while running Codex")
         finally:
