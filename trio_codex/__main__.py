@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -32,6 +33,11 @@ log = logging.getLogger("trio_codex")
 
 #: Slack after graceful timeout + kill grace before a stuck server exits regardless.
 HARD_STOP_SLACK = 0.5
+
+
+def connection_read_timeout(settings: Settings) -> int:
+    """Seconds a connection may send nothing: above the longest request (body, queue, run)."""
+    return math.ceil(settings.body_timeout + settings.queue_timeout + settings.timeout) + 30
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     config.graceful_timeout = args.graceful_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger(HYPERCORN_LOGGER)  # no handler of its own: no doubles
+    # A connection that sends nothing for longer than any request can last is dropped
+    # (Hypercorn's default: never); idle keep-alive connections already end after 5 s, and a
+    # silent request body after CODEX_BODY_TIMEOUT_SECONDS (408).
+    config.read_timeout = connection_read_timeout(settings)
     app = create_app(settings)
     trio.run(partial(_serve, app, config, kill_grace=settings.kill_grace))
     return 0

@@ -12,6 +12,7 @@ frame once a stream has started)::
     ├── PermissionDeniedError         403 (code sandbox_not_allowed, ...)
     ├── NotFoundError                 404 (code model_not_found, ...)
     ├── MethodNotAllowedError         405
+    ├── RequestTimeoutError           408 code request_timeout (the body did not arrive in time)
     ├── ConflictError                 409
     ├── PayloadTooLargeError          413
     ├── RateLimitError                429 code rate_limit_exceeded, Retry-After
@@ -108,6 +109,18 @@ class MethodNotAllowedError(ServiceError):
     status = 405
     type = "invalid_request_error"
     default_code = "method_not_allowed"
+
+
+class RequestTimeoutError(ServiceError):
+    """The request body did not arrive in time; the connection is closed after the answer (the
+    rest of the body may never come, so it cannot carry another request)."""
+
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "Connection": "close"}
 
 
 class ConflictError(ServiceError):

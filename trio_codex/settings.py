@@ -86,6 +86,8 @@ class Settings:
     kill_grace: float = 2.0
     #: Largest accepted request body, in bytes.
     max_body_bytes: int = 16 * 1024 * 1024
+    #: Seconds the whole request body may take to arrive (408 ``request_timeout`` after).
+    body_timeout: float = 60.0
     #: Largest accepted image, in bytes, after decoding.
     max_image_bytes: int = 20 * 1024 * 1024
     #: Most images in one request (0: none).
@@ -171,6 +173,7 @@ class Settings:
             keepalive_interval=get("CODEX_SSE_KEEPALIVE_SECONDS", 5.0, _seconds()),
             kill_grace=get("CODEX_KILL_GRACE_SECONDS", 2.0, _seconds(allow_zero=True)),
             max_body_bytes=get("MAX_REQUEST_BYTES", 16 * 1024 * 1024, _int(minimum=1024)),
+            body_timeout=get("CODEX_BODY_TIMEOUT_SECONDS", 60.0, _seconds()),
             max_image_bytes=get("CODEX_MAX_IMAGE_BYTES", 20 * 1024 * 1024, _int(minimum=1)),
             max_images=get("CODEX_MAX_IMAGES", 16, _int(minimum=0)),
             allow_image_fetch=get("CODEX_ALLOW_IMAGE_FETCH", False, _bool),

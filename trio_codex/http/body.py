@@ -1,19 +1,22 @@
 """Reading a request body, and writing an error response.
 
 ``read_json_body`` reads a JSON object with a byte limit that holds for chunked uploads too
-(413 as soon as the bytes received pass it) and a nesting limit checked before parsing (400);
-``error_response`` writes an OpenAI error envelope with its status and headers."""
+(413 as soon as the bytes received pass it), a time limit that holds for a client that goes
+silent (408 after ``CODEX_BODY_TIMEOUT_SECONDS``) and a nesting limit checked before parsing
+(400); ``error_response`` writes an OpenAI error envelope with its status and headers."""
 
 from __future__ import annotations
 
 import array
 import itertools
 import json
+import math
 import re
 
+import trio
 from quart import Response, request
 
-from ..errors import InvalidRequestError, PayloadTooLargeError, ServiceError
+from ..errors import InvalidRequestError, PayloadTooLargeError, RequestTimeoutError, ServiceError
 
 #: Nesting deeper than this is refused before ``json.loads`` could hit the recursion limit.
 MAX_JSON_DEPTH = 64
@@ -57,19 +60,30 @@ def _not_json(constant: str) -> object:
 
 async def read_json_body(max_bytes: int) -> object:
     """The request body as JSON; 413 past ``max_bytes`` (counted as it arrives, chunked too),
-    400 for anything that is not JSON (``NaN`` and ``Infinity`` included)."""
+    408 ``request_timeout`` when the whole body has not arrived within the app's
+    ``BODY_TIMEOUT`` (``create_app`` sets it from ``CODEX_BODY_TIMEOUT_SECONDS``), 400 for anything that is not JSON (``NaN`` and
+    ``Infinity`` included)."""
     length = request.content_length
     if length is not None and length > max_bytes:
         raise PayloadTooLargeError(
             f"The request body is {length} bytes; the limit is {max_bytes}.", param=None
         )
+    timeout = request.body_timeout
     buf = bytearray()
-    async for chunk in request.body:
-        buf += chunk
-        if len(buf) > max_bytes:
-            raise PayloadTooLargeError(
-                f"The request body is larger than the limit of {max_bytes} bytes.", param=None
-            )
+    with trio.move_on_after(math.inf if timeout is None else timeout) as deadline:
+        async for chunk in request.body:
+            buf += chunk
+            if len(buf) > max_bytes:
+                raise PayloadTooLargeError(
+                    f"The request body is larger than the limit of {max_bytes} bytes.",
+                    param=None,
+                )
+    if deadline.cancelled_caught:
+        raise RequestTimeoutError(
+            f"The request body did not arrive within {timeout:g} seconds "
+            f"({len(buf)} bytes received).",
+            param=None,
+        )
     if not buf.strip():
         raise InvalidRequestError(
             "The request body is empty; send a JSON object.", code="invalid_json"
