@@ -41,6 +41,7 @@ from .errors import (
     ServiceError,
 )
 from .http.access import Caller, RequestHook, RequestRecord, current_record, log_request
+from .http.asgi import ClosingHTTPConnection
 from .http.body import error_response
 from .http.chat import register_chat
 from .http.completions import register_completions
@@ -95,6 +96,8 @@ def create_app(
     app = QuartTrio("trio_codex")
     app.config["RESPONSE_TIMEOUT"] = None  # streams end by our own deadlines, not Quart's 60 s
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["BODY_TIMEOUT"] = settings.body_timeout  # read_json_body's deadline (408)
+    app.asgi_http_class = ClosingHTTPConnection  # a 408 closes its connection (http/asgi.py)
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = settings.kill_grace + 1.0
     env = dict(os.environ if environ is None else environ)
 
