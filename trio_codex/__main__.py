@@ -27,6 +27,7 @@ from quart_trio import QuartTrio
 from .api import components, create_app
 from .logs import HYPERCORN_LOGGER, configure_logging
 from .settings import Settings, SettingsError
+from .startup import REFUSED, load_settings
 from .undumpable import make_undumpable
 
 log = logging.getLogger("trio_codex")
@@ -61,11 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     make_undumpable()  # no Codex command of the same user may read our environment or memory
     try:
-        settings = Settings.from_env()
+        settings, version = load_settings()
     except SettingsError as exc:
         print(f"trio_codex: configuration error: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
+        return REFUSED
     configure_logging(settings, whole_process=True)
+    log.info("Codex CLI: %s", version)
     config = Config()
     config.bind = [args.bind]
     config.graceful_timeout = args.graceful_timeout
@@ -76,8 +78,33 @@ def main(argv: list[str] | None = None) -> int:
     # silent request body after CODEX_BODY_TIMEOUT_SECONDS (408).
     config.read_timeout = connection_read_timeout(settings)
     app = create_app(settings)
-    trio.run(partial(_serve, app, config, kill_grace=settings.kill_grace))
+    try:
+        trio.run(partial(_serve, app, config, kill_grace=settings.kill_grace))
+    except (OSError, BaseExceptionGroup) as exc:
+        unbound = _bind_error(exc)
+        if unbound is None:
+            raise
+        # A socket that cannot be bound (in use, no such address, a privileged port): one
+        # line, not a traceback.
+        print(  # noqa: T201
+            f"trio_codex: cannot listen on {args.bind}: {unbound.strerror or unbound}",
+            file=sys.stderr,
+        )
+        return REFUSED
     return 0
+
+
+def _bind_error(exc: BaseException) -> OSError | None:
+    """The OSError a failed start consists of (alone or in exception groups), else None."""
+    if isinstance(exc, BaseExceptionGroup):
+        matched, rest = exc.split(OSError)
+        if matched is None or rest is not None:
+            return None
+        leaf: BaseException = matched
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        exc = leaf
+    return exc if isinstance(exc, OSError) else None
 
 
 async def _serve(app: QuartTrio, config: Config, *, kill_grace: float) -> None:

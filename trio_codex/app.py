@@ -1,32 +1,35 @@
 """The deployable ASGI app: ``hypercorn trio_codex.app:app -k trio``.
 
-Importing this module makes the process non-dumpable (``undumpable``) and reads the environment
-(``Settings.from_env``); a bad value stops the process with a message naming the variable. Tests and embedders use ``trio_codex.create_app``.
+Importing this module makes the process non-dumpable (``undumpable``), reads the environment and
+checks the Codex CLI (``startup.load_settings``): a bad value stops the process with one line
+naming the variable and a non-zero exit, also of Hypercorn's master (``startup.refuse``). Tests
+and embedders use ``trio_codex.create_app``.
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 
 from .api import create_app
 from .logs import configure_logging
 from .settings import Settings, SettingsError
+from .startup import load_settings, refuse
 from .undumpable import make_undumpable
 
 __all__ = ["app"]
 
 
-def _load() -> Settings:
+def _load() -> tuple[Settings, str]:
     try:
-        return Settings.from_env()
+        return load_settings()
     except SettingsError as exc:
-        print(f"trio_codex: configuration error: {exc}", file=sys.stderr)  # noqa: T201
-        raise SystemExit(2) from None
+        refuse(f"configuration error: {exc}")
 
 
 make_undumpable()  # no Codex command of the same user may read our environment or memory
-_settings = _load()
+_settings, _version = _load()
 # Our lines on stderr (LOG_FORMAT), unless the embedding process configured logging itself.
 configure_logging(_settings)
+logging.getLogger("trio_codex").info("Codex CLI: %s", _version)
 
 app = create_app(_settings)

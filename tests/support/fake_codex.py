@@ -127,6 +127,9 @@ def answer(text: str, opts: dict[str, str]) -> None:
 
 def main() -> int:
     args = sys.argv[1:]
+    if args == ["--version"]:  # the server checks CODEX_PATH with it at startup
+        print("codex-cli 0.0.0-fake")
+        return 0
     if args[:2] == ["debug", "models"]:
         print(json.dumps(MODELS))
         return 0

@@ -32,6 +32,15 @@ class SpawnError(OSError):
     """The child could not be started (``execve``/``fork`` failed); ``errno`` says why."""
 
 
+def signal_process(pid: int, sig: signal.Signals) -> bool:
+    """Send ``sig`` to one process (not a group); False when it is gone or not ours."""
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def killpg_quiet(pgid: int, sig: signal.Signals) -> bool:
     """Signal a process group; False when no process of the group is left."""
     try:
