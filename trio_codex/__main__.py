@@ -3,7 +3,9 @@
 Logs ``listening on http://host:port`` once the sockets are bound (``--bind 127.0.0.1:0`` picks a
 free port). On SIGINT or SIGTERM it stops accepting, gives in-flight requests
 ``--graceful-timeout`` seconds, then cancels them, which kills their Codex process groups
-(SIGTERM, ``CODEX_KILL_GRACE_SECONDS``, SIGKILL). The process exits 0 within graceful timeout +
+(SIGTERM, ``CODEX_KILL_GRACE_SECONDS``, SIGKILL). The first signal logs what it waits for and
+how long; a second SIGINT or SIGTERM (Ctrl-C again) stops now: every run is cancelled, its
+group killed, and the process exits 1. The process exits 0 within graceful timeout +
 kill grace + 1 s, even when a client has stopped reading: Hypercorn's sends are shielded from
 cancellation, so such a connection would hold the process for ever; after the deadline the runs
 are stopped and the process exits anyway (the reaper sidecar sweeps anything left).
@@ -17,7 +19,9 @@ import math
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from functools import partial
+from typing import NoReturn
 
 import trio
 from hypercorn.config import Config
@@ -26,6 +30,7 @@ from quart_trio import QuartTrio
 
 from .api import components, create_app
 from .logs import HYPERCORN_LOGGER, configure_logging
+from .run.runner import CodexRunner
 from .settings import Settings, SettingsError
 from .startup import REFUSED, load_settings
 from .undumpable import make_undumpable
@@ -110,16 +115,46 @@ def _bind_error(exc: BaseException) -> OSError | None:
 async def _serve(app: QuartTrio, config: Config, *, kill_grace: float) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully (in-flight requests get
     ``graceful_timeout``, then are cancelled, which kills their Codex process groups); exit
-    by graceful timeout + ``kill_grace`` + 1 s whatever the clients do."""
+    by graceful timeout + ``kill_grace`` + 1 s whatever the clients do. The first signal logs
+    what the server waits for and how long; a second one stops now (``_stop_now``)."""
+    # One receiver for the whole life of the server: a second signal is never left to the
+    # default handlers, however soon it follows the first.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        await _serve_until_stopped(app, config, signals, kill_grace=kill_grace)
+
+
+async def _serve_until_stopped(
+    app: QuartTrio, config: Config, signals: AsyncIterator[int], *, kill_grace: float
+) -> None:
     stopping = trio.Event()
     served = trio.Event()
+    runner = components(app).runner
 
     async def until_signal() -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                log.info("%s received: shutting down", signal.Signals(signum).name)
-                stopping.set()
-                return
+        """Hypercorn's shutdown trigger: the first SIGINT/SIGTERM, said in full."""
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            log.warning(
+                "%s received: shutting down; waiting up to %g s (--graceful-timeout) for "
+                "%d running request(s) and %d queued, then cancelling them and their Codex "
+                "runs; %s again stops now",
+                name,
+                config.graceful_timeout,
+                runner.running.value,
+                runner.queued.value,
+                "Ctrl-C" if signum == signal.SIGINT else name,
+            )
+            stopping.set()
+            return
+
+    async def on_second_signal() -> None:
+        async for signum in signals:
+            log.warning(
+                "%s received again: stopping now (cancelling %d running request(s))",
+                signal.Signals(signum).name,
+                runner.running.value,
+            )
+            await _stop_now(runner, kill_grace)
 
     async def serving(*, task_status: trio.TaskStatus[list[str]]) -> None:
         try:
@@ -135,12 +170,12 @@ async def _serve(app: QuartTrio, config: Config, *, kill_grace: float) -> None:
         binds: list[str] = await nursery.start(serving)
         log.info("listening on %s", " ".join(binds))
         await stopping.wait()
+        nursery.start_soon(on_second_signal)  # the same receiver: nothing is lost meanwhile
         with trio.move_on_after(config.graceful_timeout):
             await served.wait()
         if not served.is_set():
             # Hypercorn has cancelled the requests; what is left is stuck writing to a client
             # that does not read. Stop every run (their groups die within kill_grace).
-            runner = components(app).runner
             runner.cancel_all()
             with trio.move_on_after(kill_grace + HARD_STOP_SLACK):
                 await served.wait()
@@ -154,6 +189,17 @@ async def _serve(app: QuartTrio, config: Config, *, kill_grace: float) -> None:
             )
             logging.shutdown()
             os._exit(0)
+        nursery.cancel_scope.cancel()  # the signal watcher
+
+
+async def _stop_now(runner: CodexRunner, kill_grace: float) -> NoReturn:
+    """Cancel every run (each Codex group: SIGTERM, ``kill_grace``, SIGKILL), wait for them,
+    and exit 1 without waiting for the clients (the reaper sweeps anything left)."""
+    runner.cancel_all()
+    with trio.move_on_after(kill_grace + HARD_STOP_SLACK):
+        await runner.running.wait_value(0)
+    logging.shutdown()
+    os._exit(1)
 
 
 if __name__ == "__main__":
