@@ -39,6 +39,8 @@ log = logging.getLogger("trio_codex")
 
 #: Slack after graceful timeout + kill grace before a stuck server exits regardless.
 HARD_STOP_SLACK = 0.5
+#: How long after Hypercorn's graceful deadline the server cancels what Hypercorn could not.
+CANCEL_MARGIN = 0.1
 
 
 def connection_read_timeout(settings: Settings) -> int:
@@ -171,13 +173,15 @@ async def _serve_until_stopped(
         log.info("listening on %s", " ".join(binds))
         await stopping.wait()
         nursery.start_soon(on_second_signal)  # the same receiver: nothing is lost meanwhile
-        with trio.move_on_after(config.graceful_timeout):
+        # A little after Hypercorn's own deadline, so that its cancellation of the handlers
+        # always comes first (a run we cut earlier would let its handler answer in full).
+        with trio.move_on_after(config.graceful_timeout + CANCEL_MARGIN):
             await served.wait()
         if not served.is_set():
             # Hypercorn has cancelled the requests; what is left is stuck writing to a client
             # that does not read. Stop every run (their groups die within kill_grace).
             runner.cancel_all()
-            with trio.move_on_after(kill_grace + HARD_STOP_SLACK):
+            with trio.move_on_after(kill_grace + HARD_STOP_SLACK - CANCEL_MARGIN):
                 await served.wait()
         if not served.is_set():
             with trio.move_on_after(HARD_STOP_SLACK):
