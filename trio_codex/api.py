@@ -45,7 +45,7 @@ from .http.asgi import ClosingHTTPConnection
 from .http.body import error_response
 from .http.chat import register_chat
 from .http.completions import register_completions
-from .http.guards import RateLimiter, check_api_key, key_fingerprint, presented_key
+from .http.guards import FailedAuthLimiter, RateLimiter, key_fingerprint, presented_key
 from .http.live import LiveRequests
 from .http.metrics import Metrics
 from .http.ops import BASIC_CHALLENGE, OPS_ROUTES, basic_password, register_ops
@@ -138,6 +138,7 @@ def create_app(
     parts = Components(service, runner, ThreadLocks(), reaper, readiness, metrics, live)
     app.extensions["trio_codex"] = parts
     rate = RateLimiter(settings.rate_limit_per_minute)
+    auth = FailedAuthLimiter(settings.api_keys)
     public = _PUBLIC if settings.metrics_require_key else _PUBLIC | OPS_ROUTES
     reaper_scope = trio.CancelScope()
     backend_scope = trio.CancelScope()
@@ -219,7 +220,7 @@ def create_app(
         presented = presented_key(headers)
         if presented is None and request.path in OPS_ROUTES:
             presented = basic_password(headers)
-        key = check_api_key(settings.api_keys, presented)
+        key = auth.check(presented, request.remote_addr, trio.current_time())
         bucket = key_fingerprint(key) if key is not None else f"addr:{request.remote_addr}"
         g.caller = Caller(key, bucket)
         record.key = g.caller.label

@@ -5,8 +5,15 @@ told from a wrong one while the address is locked out)."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+import trio
+from trio.testing import MockClock
+
+from tests.support.fakes import ScriptedBackend
+from tests.support.harness import chat_body
+from tests.support.servers import running_app
 from trio_codex.errors import AuthenticationError, RateLimitError
 from trio_codex.http.guards import FailedAuthLimiter
 from trio_codex.settings import Settings, SettingsError
@@ -83,3 +90,29 @@ def test_memory_is_bounded() -> None:
         with pytest.raises(AuthenticationError):
             limiter.check("sk-wrong", f"10.{i // 256}.{i % 256}.1", now=0.0)
     assert limiter.tracked <= 100
+
+
+async def test_the_app_locks_out_an_address_that_guesses_keys(
+    autojump_clock: MockClock, tmp_path: Path, backend: ScriptedBackend
+) -> None:
+    """Through the app: ten wrong keys from one address, then even the right key is a 429
+    with Retry-After until the window passes; then the right key works again."""
+    async with running_app(tmp_path, backend, api_keys=KEYS) as app:
+        client = app.test_client()
+
+        async def ask(key: str) -> int:
+            r = await client.post(
+                "/v1/chat/completions",
+                json=chat_body(),
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            return r.status_code
+
+        assert [await ask(f"sk-wrong-{n}") for n in range(10)] == [401] * 10
+        r = await client.post(
+            "/v1/chat/completions", json=chat_body(), headers={"Authorization": "Bearer sk-right"}
+        )
+        assert r.status_code == 429
+        assert int(r.headers["Retry-After"]) > 0
+        await trio.sleep(61)
+        assert await ask("sk-right") == 200

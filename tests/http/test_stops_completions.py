@@ -71,6 +71,7 @@ async def test_completions_non_stream_in_process(
         ({"prompt": [1, 2, 3]}, "prompt"),
         ({"prompt": ["a", "b"]}, "prompt"),
         ({"suffix": "x"}, "suffix"),
+        ({"prompt": " \n\t"}, "prompt"),
     ],
 )
 async def test_completions_refuse_what_they_cannot_honour(
@@ -80,7 +81,8 @@ async def test_completions_refuse_what_they_cannot_honour(
     extra: dict[str, Any],
     param: str,
 ) -> None:
-    """Token-id prompts, batches and suffix are a 400 naming the field; nothing runs."""
+    """Token-id prompts, batches, suffix and an empty prompt are a 400 naming the field;
+    nothing runs."""
     async with running_app(tmp_path, backend) as app:
         r = await app.test_client().post(
             "/v1/completions", json={"model": "gpt-test", "prompt": "hi", **extra}

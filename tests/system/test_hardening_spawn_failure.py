@@ -15,9 +15,12 @@ import trio
 
 from trio_codex import create_app
 from trio_codex.codex import reaper as reaper_module
+from trio_codex.codex.app_server import AppServerBackend
 from trio_codex.codex.exec import unavailable_error
 from trio_codex.codex.models import ModelCatalog
 from trio_codex.codex.reaper import Reaper
+from trio_codex.errors import CodexUnavailableError
+from trio_codex.run.runner import RunSpec
 from trio_codex.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -52,6 +55,20 @@ async def post(app: object, body: dict[str, object]) -> tuple[int, dict[str, obj
         (await response.get_json())["error"],
         response.headers.get("x-request-id", ""),
     )
+
+
+async def test_app_server_backend_maps_a_spawn_failure_too(tmp_path: Path, codex: Path) -> None:
+    """The app-server backend turns a binary removed after startup into the same 503."""
+    backend = AppServerBackend(settings(tmp_path, codex), environ={"PATH": "/usr/bin:/bin"})
+    codex.unlink()
+
+    async def emit(event: object) -> None:
+        raise AssertionError(f"nothing may run: {event!r}")
+
+    with pytest.raises(CodexUnavailableError) as refused:
+        await backend.run(RunSpec(prompt="hi"), emit)
+    assert refused.value.status_code == 503
+    assert str(codex) in refused.value.message
 
 
 @pytest.mark.parametrize("stream", [False, True])

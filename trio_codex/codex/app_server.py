@@ -60,6 +60,7 @@ from .app_protocol import (
     turn_start_params,
 )
 from .command import FAST_FLAGS, child_environment, resolve_codex_binary
+from .exec import unavailable_error
 from .jsonrpc import (
     Notification,
     Pending,
@@ -265,12 +266,18 @@ class AppServerBackend:
     async def _run_fresh(
         self, spec: RunSpec, emit: Emit, output_schema: dict[str, Any] | None
     ) -> tuple[ExitInfo, str | None]:
-        async with self._spawn() as proc, trio.open_nursery() as nursery:
-            child = _Child(proc, self.rpc_timeout, nursery)
-            failure = await self._talk(child, spec, emit, output_schema, initialized=False)
-            if failure is None:
-                await child.finish()
-            nursery.cancel_scope.cancel()
+        try:
+            async with self._spawn() as proc, trio.open_nursery() as nursery:
+                child = _Child(proc, self.rpc_timeout, nursery)
+                failure = await self._talk(child, spec, emit, output_schema, initialized=False)
+                if failure is None:
+                    await child.finish()
+                nursery.cancel_scope.cancel()
+        except process.SpawnError as exc:
+            # Only the spawn raises this (nothing ran): a 503 naming the cause, not a 500.
+            error = unavailable_error(self.binary, exc)
+            log.error("cannot start Codex: %s", error.message)  # noqa: TRY400 - one clear line
+            raise error from exc
         # The group is dead here whatever happened (cancellation included).
         return child.exit_info(), failure
 

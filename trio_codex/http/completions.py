@@ -12,7 +12,7 @@ from quart.typing import ResponseReturnValue
 from quart_trio import QuartTrio
 
 from ..openai.completions import CompletionRenderer, CompletionRequest, prompt_text
-from ..openai.prompt import Prompt
+from ..openai.prompt import Prompt, Turn, check_not_empty
 from ..openai.schemas import parse_model
 from ..openai.stops import parse_stop
 from ..service import Service
@@ -34,6 +34,7 @@ def register_completions(app: QuartTrio, service: Service) -> None:
         record.model = req.model
         options = service.options(req.model, req.x_codex)
         text = prompt_text(req)
+        check_not_empty([Turn("user", text)], [], param="prompt")
         stop = parse_stop(req.stop)
         async with contextlib.AsyncExitStack() as resources:
             spec = await service.prepare(Prompt(text), options, resources, param="prompt")
