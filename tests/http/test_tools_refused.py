@@ -36,3 +36,45 @@ async def test_tools_are_refused_not_dropped(
         error = (await r.get_json())["error"]
         assert (error["param"], error["code"]) == ("tools", "unsupported_parameter")
     assert backend.runs == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        (
+            "/v1/chat/completions",
+            chat_body(tools=[{"type": "function", "function": {"name": "exec_command"}}]),
+            "tools[0].function.name",
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "model": "gpt-test",
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "tool", "tool_call_id": "nowhere", "content": "x"},
+                ],
+            },
+            "messages[1].tool_call_id",
+        ),
+        (
+            "/v1/responses",
+            {"model": "gpt-test", "input": "hi", "tools": [TOOL_RESPONSES], "tool_choice": "x"},
+            "tool_choice",
+        ),
+    ],
+)
+async def test_malformed_tools_name_the_field(
+    autojump_clock: MockClock,
+    tmp_path: Path,
+    backend: ScriptedBackend,
+    path: str,
+    body: dict[str, object],
+    param: str,
+) -> None:
+    """A malformed tool, tool_choice or orphan tool result is a 400 naming it, not 'tools'."""
+    async with running_app(tmp_path, backend) as app:
+        r = await app.test_client().post(path, json=body)
+        assert r.status_code == 400
+        assert (await r.get_json())["error"]["param"] == param
+    assert backend.runs == []

@@ -17,7 +17,7 @@ from ..openai.formats import response_format
 from ..openai.prompt import Prompt, chat_prompt
 from ..openai.schemas import ChatCompletionRequest, parse_model
 from ..openai.stops import parse_stop
-from ..openai.tools import refuse_tools
+from ..openai.tools import chat_tools, check_chat_tool_messages, refuse_tools
 from ..service import Service
 from .access import current_record
 from .body import read_json_body
@@ -35,7 +35,8 @@ def register_chat(app: QuartTrio, service: Service) -> None:
         body = await read_json_body(settings.max_body_bytes)
         req = parse_model(ChatCompletionRequest, body)
         record.model = req.model
-        refuse_tools(req.tools, req.tool_choice)
+        check_chat_tool_messages(req.messages)
+        refuse_tools(chat_tools(req.tools, req.tool_choice))
         options = service.options(req.model, req.x_codex, req.reasoning_effort)
         output = response_format(req.response_format)
         stop = parse_stop(req.stop)
