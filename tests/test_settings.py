@@ -218,3 +218,12 @@ def test_a_bundled_file_that_is_not_executable_is_not_used(
     plain.write_text("not a program")
     _install_fake_extra(monkeypatch, plain)
     assert bundled_codex() is None
+
+
+def test_tool_result_timeout(tmp_path: Path) -> None:
+    """CODEX_TOOL_RESULT_TIMEOUT bounds a run's wait for a tool result; 300 s by default."""
+    assert Settings.from_env(_env(tmp_path)).tool_result_timeout == 300.0
+    env = _env(tmp_path, CODEX_TOOL_RESULT_TIMEOUT="45")
+    assert Settings.from_env(env).tool_result_timeout == 45.0
+    with pytest.raises(SettingsError, match="CODEX_TOOL_RESULT_TIMEOUT"):
+        Settings.from_env(_env(tmp_path, CODEX_TOOL_RESULT_TIMEOUT="0"))

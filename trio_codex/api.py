@@ -122,6 +122,7 @@ def create_app(
         exec_timeout=settings.timeout,
         idle_timeout=settings.idle_timeout,
         network_wait=settings.network_wait,
+        tool_result_timeout=settings.tool_result_timeout,
     )
     local_only = LocalOnlyPolicy(settings.codex_home, env) if settings.local_only else None
     service = Service(settings, runner, catalog or ModelCatalog([]), local_only=local_only)

@@ -110,6 +110,8 @@ class Settings:
     log_format: LogFormat = "text"
     #: Where chat completions show the reasoning summary (``x_codex.reasoning_display`` wins).
     reasoning_display: ReasoningDisplay = "hidden"
+    #: How long a run waits for the client's result of a tool call (app-server only).
+    tool_result_timeout: float = 300.0
 
     def __post_init__(self) -> None:
         if self.sandbox_mode == "danger-full-access" and not self.allow_danger_full_access:
@@ -191,6 +193,7 @@ class Settings:
                 "hidden",
                 _choice(REASONING_DISPLAYS),  # type: ignore[arg-type]
             ),
+            tool_result_timeout=get("CODEX_TOOL_RESULT_TIMEOUT", 300.0, _seconds()),
         )
 
 

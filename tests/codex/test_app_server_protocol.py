@@ -22,6 +22,8 @@ from trio_codex.codex.app_protocol import (
     server_request_reply,
     thread_id_of,
     thread_request,
+    tool_call_id,
+    tool_call_reply,
     turn_id_of,
     turn_start_params,
 )
@@ -43,12 +45,14 @@ from trio_codex.run.events import (
     MessageCompleted,
     ReasoningCompleted,
     TextDelta,
+    ToolCallStarted,
     Transcript,
     TurnCompleted,
     TurnFailed,
     Usage,
 )
 from trio_codex.run.runner import RunSpec
+from trio_codex.run.tools import ToolCall, ToolOutput, ToolSet, ToolSpec
 
 WORKDIR = Path("/srv/work")
 TID = "01a213e0-c368-7000-8000-000000000001"
@@ -86,6 +90,54 @@ def test_initialize_stays_on_the_stable_surface_and_keeps_the_notifications_it_m
         "configWarning",
     }
     assert not opted_out & mapped
+
+
+TOOLS = ToolSet((ToolSpec("get_weather", "Weather.", {"type": "object", "properties": {}}),))
+
+
+def test_client_tools_ask_for_the_experimental_api_and_are_registered_at_thread_start() -> None:
+    """dynamicTools only exist on thread/start and need experimentalApi (APP_SERVER.md 7.1)."""
+    assert initialize_params("1", experimental=True)["capabilities"]["experimentalApi"] is True
+    spec = RunSpec(prompt="p", tools=TOOLS)
+    method, params = thread_request(spec, workdir=WORKDIR)
+    assert method == "thread/start"
+    assert params["dynamicTools"] == [
+        {
+            "type": "function",
+            "name": "get_weather",
+            "description": "Weather.",
+            "inputSchema": {"type": "object", "properties": {}},
+        }
+    ]
+    assert "dynamicTools" not in thread_request(RunSpec(prompt="p"), workdir=WORKDIR)[1]
+
+
+def test_a_dynamic_tool_call_becomes_one_event_with_json_text_arguments() -> None:
+    """item/started carries parsed arguments; the event has them as compact JSON text, and
+    item/completed of the same call adds nothing."""
+    mapper = TurnMapper(TURN)
+    item = {
+        "type": "dynamicToolCall",
+        "id": "call_abc",
+        "tool": "get_weather",
+        "arguments": {"city": "Paris"},
+        "status": "inProgress",
+    }
+    started = mapper.feed("item/started", {"turnId": TURN, "item": item})
+    assert started == [ToolCallStarted(ToolCall("call_abc", "get_weather", '{"city":"Paris"}'))]
+    done = {**item, "status": "completed", "success": True}
+    assert mapper.feed("item/completed", {"turnId": TURN, "item": done}) == []
+
+
+def test_a_tool_result_is_answered_as_text_then_images() -> None:
+    assert tool_call_id({"callId": "call_abc"}) == "call_abc"
+    assert tool_call_reply(ToolOutput("c", "Sunny")) == {
+        "success": True,
+        "contentItems": [{"type": "inputText", "text": "Sunny"}],
+    }
+    assert tool_call_reply(ToolOutput("c", "", ("data:image/png;base64,AA",)))["contentItems"] == [
+        {"type": "inputImage", "imageUrl": "data:image/png;base64,AA"}
+    ]
 
 
 def test_new_thread_never_asks_for_approval_and_names_its_sandbox() -> None:

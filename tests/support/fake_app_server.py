@@ -42,6 +42,15 @@ Turn modes (``mode=``, default ``ok``):
 ``params``        the reply is the JSON of ``{"argv", "env", "pid", "requests"}``: every request
                   and notification received so far, in order.
 ``thread``        the reply is ``thread=<id> resumed=<true|false>``.
+``tools``         call the thread's ``dynamicTools`` named in ``call`` (comma-separated; default
+                  the first one) in one model response, like Codex 0.169.0 (APP_SERVER.md 7.3):
+                  every ``item/started`` ``dynamicToolCall`` (id ``call_<n>``, arguments
+                  ``{"n": <n>}``) first, then one ``item/tool/call`` at a time, each after the
+                  previous answer; then the reply is ``tool results: <text> | <text>`` (the
+                  answers' ``inputText`` texts, ``error <code>`` for an error answer).
+
+``thread/start`` with ``dynamicTools`` fails with -32600 unless ``initialize`` asked for
+``capabilities.experimentalApi``, as app-server does.
 
 Usage: ``usage=input,cached,output,reasoning`` (default ``11,3,7,2``), sent as ``usage_parts``
 (default 1) ``thread/tokenUsage/updated`` notifications whose ``last`` add up to it. A resumed
@@ -136,6 +145,8 @@ class Server:
         self.opts = process_options()
         self.received: list[dict[str, object]] = []
         self.threads: dict[str, bool] = {}  # thread id -> resumed
+        self.tools: dict[str, list[str]] = {}  # thread id -> dynamic tool names
+        self.experimental = False
         self.turns = 0
 
     def read(self) -> dict[str, object] | None:
@@ -154,6 +165,8 @@ class Server:
             params = message.get("params") or {}
             assert isinstance(params, dict)
             if method == "initialize":
+                caps = params.get("capabilities") or {}
+                self.experimental = isinstance(caps, dict) and caps.get("experimentalApi") is True
                 self.initialize(rid)
             elif method == "initialized":
                 pass
@@ -187,8 +200,15 @@ class Server:
 
     def thread(self, rid: object, method: str, params: dict[str, object]) -> None:
         resumed = method == "thread/resume"
+        tools = params.get("dynamicTools")
+        if tools is not None and not self.experimental:
+            message = "thread/start.dynamicTools requires experimentalApi capability"
+            send({"id": rid, "error": {"code": -32600, "message": message}})
+            return
         tid = str(params["threadId"]) if resumed else str(uuid.uuid4())
         self.threads[tid] = resumed
+        if isinstance(tools, list):
+            self.tools[tid] = [str(t["name"]) for t in tools if isinstance(t, dict)]
         send({"id": rid, "result": {"thread": {"id": tid, "turns": []}, "model": "fake"}})
         if resumed:
             notification(
@@ -279,6 +299,44 @@ class Turn:
                 return message
         sys.exit(0)
 
+    def call_tools(self) -> None:
+        registered = self.server.tools.get(self.tid, [])
+        names = [n for n in self.opts.get("call", "").split(",") if n] or registered[:1]
+        calls = [(f"call_{n}", name, {"n": n}) for n, name in enumerate(names, 1)]
+        for call_id, name, arguments in calls:
+            item = {
+                "type": "dynamicToolCall",
+                "id": call_id,
+                "namespace": None,
+                "tool": name,
+                "arguments": arguments,
+                "status": "inProgress",
+            }
+            self.note("item/started", item=item)
+        texts: list[str] = []
+        for rid, (call_id, name, arguments) in enumerate(calls):
+            answer = self.ask(
+                rid,
+                "item/tool/call",
+                threadId=self.tid,
+                turnId=self.turn_id,
+                callId=call_id,
+                namespace=None,
+                tool=name,
+                arguments=arguments,
+            )
+            result = answer.get("result")
+            if isinstance(result, dict):
+                items = result.get("contentItems") or []
+                assert isinstance(items, list)
+                texts.append("".join(str(i.get("text", "")) for i in items))
+            else:
+                error = answer.get("error") or {}
+                assert isinstance(error, dict)
+                texts.append(f"error {error.get('code')}")
+            self.note("item/completed", item={"type": "dynamicToolCall", "id": call_id})
+        self.answer("tool results: " + " | ".join(texts))
+
     def run(self) -> None:
         opts = self.opts
         mode = opts.get("mode", "ok")
@@ -340,6 +398,8 @@ class Turn:
             refusal = tool.get("error") or {}
             assert isinstance(refusal, dict)
             self.answer(f"decision={result.get('decision')} tool={refusal.get('code')}")
+        elif mode == "tools":
+            self.call_tools()
         elif mode == "garbage":
             self.deltas(reply, count)
             write_line("this is not JSON-RPC")

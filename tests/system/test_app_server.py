@@ -63,6 +63,8 @@ from trio_codex.run.events import (
     ReasoningCompleted,
     TextDelta,
     ThreadStarted,
+    ToolCallStarted,
+    ToolCallWaiting,
     Transcript,
     TurnCompleted,
     TurnFailed,
@@ -70,6 +72,7 @@ from trio_codex.run.events import (
     Usage,
 )
 from trio_codex.run.runner import CodexRunner, ExitInfo, RunSpec
+from trio_codex.run.tools import ToolCall, ToolOutput, ToolSet, ToolSpec
 from trio_codex.settings import Settings, SettingsError
 
 pytestmark = pytest.mark.slow
@@ -389,6 +392,92 @@ async def test_runner_timeout_kills_the_group_and_frees_the_slot(
             await assert_all_dead(pids)
     assert handle.error is not None
     assert handle.error.status_code == 504
+    assert runner.limiter.borrowed_tokens == 0
+
+
+# --------------------------------------------------------------------------- client tools
+
+TOOLS = ToolSet(
+    (
+        ToolSpec("get_weather", "Weather.", {"type": "object", "properties": {}}),
+        ToolSpec("get_time", "", {"type": "object", "properties": {}}),
+    )
+)
+
+
+async def test_client_tools_are_called_and_answered_through_the_runner(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    """Two calls of one response: both announced before the first wait, each answered with
+    the result handed to the run's bridge, and the turn goes on to its answer."""
+    runner = CodexRunner(
+        backend_for(settings_for(tmp_path, fake_app_server)),
+        max_parallel=1,
+        queue_timeout=1,
+        exec_timeout=20,
+    )
+    prompt = "[[codex:mode=tools;call=get_weather,get_time]]"
+    seen: list[CodexEvent] = []
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(10):
+            handle = await runner.start(nursery, RunSpec(prompt=prompt, tools=TOOLS))
+            assert handle.tools is not None
+            handle.attach()
+            async for event in handle.events:
+                seen.append(event)
+                if isinstance(event, ToolCallWaiting) and event.call_id == "call_1":
+                    handle.tools.put(ToolOutput("call_2", "12:00"))
+                    handle.tools.put(ToolOutput("call_1", "Sunny"))
+            await handle.done.wait()
+    kinds = [type(e) for e in seen if isinstance(e, ToolCallStarted | ToolCallWaiting)]
+    assert kinds == [ToolCallStarted, ToolCallStarted, ToolCallWaiting, ToolCallWaiting]
+    assert handle.transcript.tool_calls == [
+        ToolCall("call_1", "get_weather", '{"n":1}'),
+        ToolCall("call_2", "get_time", '{"n":2}'),
+    ]
+    assert handle.transcript.text == "tool results: Sunny | 12:00"
+    assert handle.failure() is None
+
+
+async def test_tools_without_a_bridge_are_refused_and_the_fake_checks_experimental(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    """The backend alone (no runner bridge) still registers the tools (the fake would refuse
+    thread/start without experimentalApi) and refuses the call, so the turn never hangs."""
+    backend = backend_for(settings_for(tmp_path, fake_app_server))
+    with trio.fail_after(10):
+        events, info = await run_collect(
+            backend, RunSpec(prompt="[[codex:mode=tools]]", tools=TOOLS)
+        )
+    assert transcript_of(events).text == "tool results: error -32601"
+    assert transcript_of(events).failure(info.exit_code) is None
+
+
+async def test_a_tool_result_that_never_comes_ends_the_run_and_frees_the_slot(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    """CODEX_TOOL_RESULT_TIMEOUT bounds the wait: the run fails naming the call, the child's
+    group is dead and the slot is free."""
+    fifo = make_fifo(tmp_path)
+    settings = settings_for(tmp_path, fake_app_server, process=f"notify={fifo}")
+    runner = CodexRunner(
+        backend_for(settings),
+        max_parallel=1,
+        queue_timeout=1,
+        exec_timeout=20,
+        tool_result_timeout=0.5,
+    )
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(10):
+            handle = await runner.start(
+                nursery, RunSpec(prompt="[[codex:mode=tools]]", tools=TOOLS)
+            )
+            handle.attach()
+            pids = await read_notify(fifo)
+            events = [event async for event in handle.events]
+            await handle.done.wait()
+            await assert_all_dead(pids)
+    assert "no result for tool call call_1" in failure_of(events)
     assert runner.limiter.borrowed_tokens == 0
 
 

@@ -14,7 +14,13 @@ APP_SERVER.md. Guarantees:
   a resumed one, exactly what ``codex exec`` / ``codex exec resume`` report (the Responses layer
   subtracts the thread's earlier total from the latter);
 * every request of the server gets an answer from ``server_request_reply``: approvals are
-  declined, anything else is refused with JSON-RPC's "method not found";
+  declined, anything else is refused with JSON-RPC's "method not found", except
+  ``item/tool/call`` in a run with client tools (``TOOL_CALL``), which the backend answers with
+  the client's result (``tool_call_reply``);
+* client tools are registered as ``dynamicTools`` at ``thread/start`` (the only place app-server
+  takes them), which needs ``initialize`` with ``experimentalApi: true``: asked for only when the
+  run has tools; a ``dynamicToolCall`` item that starts is a ``ToolCallStarted`` with the
+  arguments as JSON text;
 * ``fatal_config_warning`` recognises the warning app-server prints when it could not load
   ``config.toml`` and goes on **with the default provider** (``codex exec`` refuses to start
   then): a run must stop before its prompt is sent.
@@ -23,6 +29,7 @@ APP_SERVER.md. Guarantees:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -36,11 +43,13 @@ from ..run.events import (
     MessageCompleted,
     ReasoningCompleted,
     TextDelta,
+    ToolCallStarted,
     TurnCompleted,
     TurnFailed,
     Usage,
 )
 from ..run.runner import RunSpec
+from ..run.tools import ToolCall, ToolOutput, ToolSet
 from .jsonrpc import METHOD_NOT_FOUND
 
 #: ``clientInfo.name``: Codex sends it upstream as the ``originator`` header and at the start of
@@ -71,11 +80,16 @@ _OWN_EVENTS: Final = frozenset({"agentMessage", "reasoning", "userMessage"})
 _INVALID_CONFIG: Final = "Invalid configuration"
 
 
-def initialize_params(version: str) -> dict[str, Any]:
+#: The server request that asks for a client tool's result.
+TOOL_CALL: Final = "item/tool/call"
+
+
+def initialize_params(version: str, *, experimental: bool = False) -> dict[str, Any]:
+    """``initialize``; ``experimental`` (the experimental API) is needed for client tools."""
     return {
         "clientInfo": {"name": CLIENT_NAME, "title": None, "version": version},
         "capabilities": {
-            "experimentalApi": False,
+            "experimentalApi": experimental,
             "optOutNotificationMethods": list(OPT_OUT_NOTIFICATIONS),
         },
     }
@@ -95,7 +109,49 @@ def thread_request(spec: RunSpec, *, workdir: Path) -> tuple[str, dict[str, Any]
         params["config"] = {"sandbox_workspace_write": {"network_access": True}}
     if spec.resume_thread_id is not None:
         return "thread/resume", {"threadId": spec.resume_thread_id, "excludeTurns": True, **params}
-    return "thread/start", {**params, "ephemeral": not spec.persist}
+    start = {**params, "ephemeral": not spec.persist}
+    if spec.tools:
+        start["dynamicTools"] = dynamic_tools(spec.tools)
+    return "thread/start", start
+
+
+def dynamic_tools(tools: ToolSet) -> list[dict[str, Any]]:
+    """The client's tools as ``thread/start.dynamicTools``."""
+    return [
+        {
+            "type": "function",
+            "name": tool.name,
+            "description": tool.description,
+            "inputSchema": dict(tool.parameters),
+        }
+        for tool in tools.tools
+    ]
+
+
+def tool_call_id(params: Mapping[str, Any]) -> str:
+    """The call id of an ``item/tool/call`` request ("" when it has none)."""
+    return _str(params.get("callId"))
+
+
+def tool_call_reply(output: ToolOutput) -> dict[str, Any]:
+    """The answer to ``item/tool/call``: the client's text, then its images."""
+    items: list[dict[str, Any]] = []
+    if output.text or not output.images:
+        items.append({"type": "inputText", "text": output.text})
+    items += [{"type": "inputImage", "imageUrl": url} for url in output.images]
+    return {"success": True, "contentItems": items}
+
+
+def _tool_call(item: Mapping[str, Any]) -> ToolCall:
+    arguments = item.get("arguments")
+    text = (
+        arguments
+        if isinstance(arguments, str)
+        else json.dumps(
+            arguments if arguments is not None else {}, ensure_ascii=False, separators=(",", ":")
+        )
+    )
+    return ToolCall(_str(item.get("id")), _str(item.get("tool")), text)
 
 
 def turn_start_params(
@@ -235,6 +291,8 @@ class TurnMapper:
             parts = [p for p in summary if isinstance(p, str)] if isinstance(summary, list) else []
             text = "\n".join(parts)
             return [ReasoningCompleted(item_id, text)] if text else []
+        if kind == "dynamicToolCall":
+            return [ToolCallStarted(_tool_call(item))] if phase == "started" else []
         if kind in _OWN_EVENTS or not kind:
             return []
         return [ItemEvent(phase, item_type_name(kind), item)]

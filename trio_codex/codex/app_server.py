@@ -26,6 +26,10 @@ Guarantees:
   itself is bounded by the runner's deadlines;
 * every request of the server is answered (approvals declined, the rest refused), so no turn
   waits for a client decision; threads are always started with ``approvalPolicy: "never"``;
+* a run with client tools starts a fresh child (spares are initialized without the
+  experimental API that ``dynamicTools`` need); each ``item/tool/call`` is announced
+  (``ToolCallWaiting``) and answered with the result from ``spec.tool_results``, and a result
+  that does not come in time ends the run with a ``TurnFailed`` naming the call;
 * the prompt travels in a JSON-RPC message on stdin, never in argv; the child's environment is
   the same allowlist as ``codex exec`` gets.
 """
@@ -45,17 +49,21 @@ from typing import Any, Final, TypeVar
 
 import trio
 
-from ..run.events import ThreadStarted, TurnFailed, TurnStarted
+from ..run.events import ThreadStarted, ToolCallWaiting, TurnFailed, TurnStarted
 from ..run.runner import Emit, ExitInfo, RunSpec
+from ..run.tools import ToolResults
 from ..settings import Settings
 from . import process, warm
 from .app_protocol import (
+    TOOL_CALL,
     TurnMapper,
     fatal_config_warning,
     initialize_params,
     server_request_reply,
     thread_id_of,
     thread_request,
+    tool_call_id,
+    tool_call_reply,
     turn_id_of,
     turn_start_params,
 )
@@ -254,7 +262,7 @@ class AppServerBackend:
 
     async def run(self, spec: RunSpec, emit: Emit) -> ExitInfo:
         output_schema = await _load_schema(spec.output_schema)
-        spare = self.pool.take()
+        spare = None if spec.tools else self.pool.take()
         if spare is not None:
             info, failure = await self._run_adopted(spare, spec, emit, output_schema)
         else:
@@ -333,7 +341,10 @@ class AppServerBackend:
         # in order); the prompt waits until the configuration is known to be Codex's own.
         init = None
         if not initialized:
-            init = await conn.send_request("initialize", initialize_params(self.client_version))
+            init = await conn.send_request(
+                "initialize",
+                initialize_params(self.client_version, experimental=bool(spec.tools)),
+            )
             await conn.notify("initialized")
         method, params = thread_request(spec, workdir=self.settings.workdir)
         thread_req = await conn.send_request(method, params)
@@ -355,6 +366,13 @@ class AppServerBackend:
 
         mapper = TurnMapper(turn_id, cumulative=spec.resume_thread_id is not None)
         async for message in conn.incoming:
+            if (
+                isinstance(message, ServerRequest)
+                and message.method == TOOL_CALL
+                and spec.tool_results is not None
+            ):
+                await self._tool_call(conn, message, spec.tool_results, emit)
+                continue
             await self._check(conn, message)
             if isinstance(message, Notification):
                 for event in mapper.feed(message.method, message.params):
@@ -362,6 +380,18 @@ class AppServerBackend:
                 if mapper.done:
                     return
         raise conn.error or ProtocolError(f"{PEER} closed its output before the turn completed")
+
+    async def _tool_call(
+        self, conn: RpcConnection, message: ServerRequest, results: ToolResults, emit: Emit
+    ) -> None:
+        """Wait for the client's result of one call, then answer app-server with it."""
+        call_id = tool_call_id(message.params)
+        await emit(ToolCallWaiting(call_id))
+        try:
+            output = await results.get(call_id)
+        except TimeoutError as exc:
+            raise _RunFailed(f"The client sent no result for tool call {call_id}: {exc}") from None
+        await conn.respond(message.id, tool_call_reply(output))
 
     async def _before_turn(self, conn: RpcConnection) -> None:
         """Handle what arrived before the thread was ready (warnings, a replayed usage)."""

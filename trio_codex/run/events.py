@@ -15,6 +15,8 @@ import dataclasses
 import re
 from typing import Any, Final
 
+from .tools import ToolCall
+
 
 @dataclasses.dataclass(frozen=True)
 class Usage:
@@ -94,6 +96,21 @@ class ItemEvent:
 
 
 @dataclasses.dataclass(frozen=True)
+class ToolCallStarted:
+    """The model called a client tool (``codex app-server`` dynamic tools only)."""
+
+    call: ToolCall
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolCallWaiting:
+    """The backend now waits for the client's result of ``call_id``; every ``ToolCallStarted``
+    before this one belongs to the same model response (their results are asked one by one)."""
+
+    call_id: str
+
+
+@dataclasses.dataclass(frozen=True)
 class TurnCompleted:
     usage: Usage
 
@@ -124,6 +141,8 @@ CodexEvent = (
     | MessageCompleted
     | ReasoningCompleted
     | ItemEvent
+    | ToolCallStarted
+    | ToolCallWaiting
     | TurnCompleted
     | TurnFailed
     | ErrorEvent
@@ -209,6 +228,8 @@ class Transcript:
     failure_message: str | None = None
     last_error: str | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
+    #: Client tool calls the model made, in order.
+    tool_calls: list[ToolCall] = dataclasses.field(default_factory=list)
     _partial: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def feed(self, event: CodexEvent) -> None:
@@ -229,6 +250,8 @@ class Transcript:
             case ErrorEvent(message=message):
                 if not is_retry_notice(message):
                     self.last_error = message
+            case ToolCallStarted(call=call):
+                self.tool_calls.append(call)
             case ItemEvent(phase="completed", item_type="error", item=item):
                 self.warnings.append(_str(item.get("message")))
             case _:

@@ -58,6 +58,8 @@ from .events import (
     is_network_wait,
     is_retry_notice,
 )
+from .tool_bridge import ToolBridge
+from .tools import ToolResults, ToolSet
 
 log = logging.getLogger("trio_codex.run.runner")
 
@@ -86,6 +88,11 @@ class RunSpec:
     resume_thread_id: str | None = None
     #: Keep the thread on disk so a later request can resume it.
     persist: bool = False
+    #: Client tools offered to the model (backends that cannot offer them refuse earlier).
+    tools: ToolSet = dataclasses.field(default_factory=ToolSet)
+    #: Where the backend gets the client's tool results (set by ``CodexRunner`` when
+    #: ``tools`` is not empty).
+    tool_results: ToolResults | None = None
 
 
 @dataclasses.dataclass
@@ -125,6 +132,8 @@ class RunHandle:
         self.started = False
         self.done = trio.Event()
         self.detached = False
+        #: The client's tool results go in here (runs with tools only).
+        self.tools: ToolBridge | None = None
         self._attached = trio.Event()
         self._scope = trio.CancelScope()
 
@@ -209,8 +218,10 @@ class CodexRunner:
         exec_timeout: float,
         idle_timeout: float | None = None,
         network_wait: float | None = None,
+        tool_result_timeout: float = 300.0,
     ) -> None:
         self.backend = backend
+        self.tool_result_timeout = tool_result_timeout
         self.network_wait = network_wait
         self.limiter = trio.CapacityLimiter(max_parallel)
         self.queue_timeout = queue_timeout
@@ -249,6 +260,9 @@ class CodexRunner:
     ) -> None:
         send, receive = trio.open_memory_channel[CodexEvent](CHANNEL_SIZE)
         handle = RunHandle(receive)
+        if spec.tools:
+            handle.tools = ToolBridge(self.tool_result_timeout)
+            spec = dataclasses.replace(spec, tool_results=handle.tools)
         try:
             with send, handle._scope:
                 queued_at = trio.current_time()
