@@ -30,6 +30,7 @@ from .openai.prompt import Prompt, check_encodable, check_length
 from .openai.schemas import XCodex
 from .run.images import ImagePolicy, check_image_count, check_image_url, materialize_images
 from .run.runner import CodexRunner, RunHandle, RunSpec
+from .run.tools import ToolSet
 from .settings import SandboxMode, Settings
 
 log = logging.getLogger("trio_codex.service")
@@ -133,6 +134,7 @@ class Service:
         output_schema: Mapping[str, Any] | None = None,
         resume_thread_id: str | None = None,
         persist: bool = False,
+        tools: ToolSet | None = None,
     ) -> RunSpec:
         """Check the prompt (once, for every API: ``param`` names the field in a refusal),
         write the request's files into a new private scratch directory whose removal is pushed
@@ -159,6 +161,7 @@ class Service:
             output_schema=schema_path,
             resume_thread_id=resume_thread_id,
             persist=persist,
+            tools=tools if tools is not None else ToolSet(),
         )
 
     async def start(

@@ -23,12 +23,15 @@ from trio_codex.run.events import (
     ReasoningCompleted,
     TextDelta,
     ThreadStarted,
+    ToolCallStarted,
+    ToolCallWaiting,
     TurnCompleted,
     TurnFailed,
     TurnStarted,
     Usage,
 )
 from trio_codex.run.runner import ExitInfo, RunSpec
+from trio_codex.run.tools import ToolCall
 from trio_codex.settings import Settings
 
 DIRECTIVE = re.compile(r"\[\[run:([^\]]*)\]\]")
@@ -77,6 +80,11 @@ class ScriptedBackend:
     ``deltas`` (stream each message as that many ``TextDelta`` pieces before it completes),
     ``usage`` (``input,cached,output,reasoning`` of ``turn.completed``) and ``fail_late``
     (fail with this message after the messages).
+
+    ``call`` (client tool names, comma-separated): after the messages, the model calls each
+    (``ToolCallStarted``, ids ``call_<n>``, arguments ``{"n":<n>}``), then the run waits on
+    ``spec.tool_results`` for each in order (``ToolCallWaiting`` before each wait) and answers
+    ``tool results: <text> | <text>``.
     """
 
     def __init__(self) -> None:
@@ -110,6 +118,8 @@ class ScriptedBackend:
                 if "replies" in opts
                 else [opts.get("reply", "hello")] * int(opts.get("chunks", 1))
             )
+            if "call" in opts and not {"reply", "replies"} & opts.keys():
+                replies = []  # the model only calls tools
             for n, reply in enumerate(replies):
                 pieces = int(opts.get("deltas", 0))
                 if pieces:
@@ -117,6 +127,8 @@ class ScriptedBackend:
                     for start in range(0, len(reply), size):
                         await emit(TextDelta(f"item_{n}", reply[start : start + size]))
                 await emit(MessageCompleted(f"item_{n}", reply))
+            if "call" in opts:
+                await self._call_tools(spec, emit, opts["call"].split(","))
             if "fail_late" in opts:
                 await emit(ErrorEvent(opts["fail_late"]))
                 await emit(TurnFailed(opts["fail_late"]))
@@ -132,6 +144,20 @@ class ScriptedBackend:
         finally:
             self.running -= 1
             record.ended_at = trio.current_time()
+
+    async def _call_tools(
+        self, spec: RunSpec, emit: Callable[[CodexEvent], Awaitable[None]], names: list[str]
+    ) -> None:
+        calls = [ToolCall(f"call_{n}", name, f'{{"n":{n}}}') for n, name in enumerate(names, 1)]
+        for call in calls:
+            await emit(ToolCallStarted(call))
+        if spec.tool_results is None:
+            raise RuntimeError("a run with tool calls has no tool results bridge")
+        texts = []
+        for call in calls:
+            await emit(ToolCallWaiting(call.call_id))
+            texts.append((await spec.tool_results.get(call.call_id)).text)
+        await emit(MessageCompleted("item_tools", "tool results: " + " | ".join(texts)))
 
 
 # --------------------------------------------------------------------------- images

@@ -43,9 +43,13 @@ async def running_app(
     backend: Any,
     *,
     environ: Mapping[str, str] | None = None,
+    backend_name: str | None = None,
     **settings: Any,
 ) -> AsyncIterator[QuartTrio]:
-    """The app in process (``app.test_app()``) with ``backend`` and the test catalog."""
+    """The app in process (``app.test_app()``) with ``backend`` and the test catalog;
+    ``backend_name`` is the ``CODEX_BACKEND`` the app believes it runs (``backend`` runs)."""
+    if backend_name is not None:
+        settings["backend"] = backend_name
     app = create_app(
         make_settings(tmp_path, **settings), backend=backend, catalog=TEST_CATALOG, environ=environ
     )

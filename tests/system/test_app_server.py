@@ -481,6 +481,71 @@ async def test_a_tool_result_that_never_comes_ends_the_run_and_frees_the_slot(
     assert runner.limiter.borrowed_tokens == 0
 
 
+WIRE_TOOLS: list[Any] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    },
+    {"type": "function", "function": {"name": "get_time"}},
+]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_sdk_runs_a_two_call_tool_loop_over_http(
+    tmp_path: Path, fake_app_server: Path, start_server: ServerFactory, stream: bool
+) -> None:
+    """The official SDK: the first answer holds both calls (finish_reason tool_calls, through
+    ``chat.completions.stream()`` when streaming); the follow-up with both results is answered
+    by a new turn (replay) whose prompt holds the results."""
+    url = await start_server(http_app(settings_for(tmp_path, fake_app_server)))
+    client = sdk(url + "/v1")
+    first: list[Any] = [
+        {"role": "user", "content": "[[codex:mode=tools;call=get_weather,get_time]]"}
+    ]
+
+    def call() -> Any:
+        if not stream:
+            return client.chat.completions.create(
+                model="gpt-test", messages=first, tools=WIRE_TOOLS
+            )
+        with client.chat.completions.stream(
+            model="gpt-test", messages=first, tools=WIRE_TOOLS
+        ) as events:
+            for _ in events:
+                pass
+            return events.get_final_completion()
+
+    completion = await in_thread(call)
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    calls = choice.message.tool_calls
+    assert [(c.id, c.function.name, c.function.arguments) for c in calls] == [
+        ("call_1", "get_weather", '{"n":1}'),
+        ("call_2", "get_time", '{"n":2}'),
+    ]
+    follow_up = [
+        *first,
+        choice.message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 21C [[codex:mode=ok]]"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "12:00"},
+    ]
+    raw = await in_thread(
+        lambda: client.chat.completions.with_raw_response.create(
+            model="gpt-test", messages=follow_up, tools=WIRE_TOOLS
+        )
+    )
+    assert raw.headers["x-trio-codex-tool-path"] == "replay"
+    final = raw.parse().choices[0]
+    assert final.finish_reason == "stop"
+    assert final.message.content is not None
+    assert "Sunny, 21C" in final.message.content
+    assert "12:00" in final.message.content
+
+
 # --------------------------------------------------------------------------- startup check
 
 

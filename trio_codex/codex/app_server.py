@@ -96,6 +96,9 @@ STDERR_CAP: Final = 64 * 1024
 #: answer then runs into ``rpc_timeout``).
 MAX_LINE: Final = 16 * 1024 * 1024
 PEER: Final = "codex app-server"
+#: After the first ``item/tool/call`` of a model response: how long its other calls have to be
+#: announced before the calls are reported complete (they come within milliseconds).
+TOOL_SETTLE: Final = 0.2
 
 T = TypeVar("T")
 
@@ -371,6 +374,7 @@ class AppServerBackend:
                 and message.method == TOOL_CALL
                 and spec.tool_results is not None
             ):
+                await self._settle(conn, mapper, emit)
                 await self._tool_call(conn, message, spec.tool_results, emit)
                 continue
             await self._check(conn, message)
@@ -380,6 +384,18 @@ class AppServerBackend:
                 if mapper.done:
                     return
         raise conn.error or ProtocolError(f"{PEER} closed its output before the turn completed")
+
+    async def _settle(self, conn: RpcConnection, mapper: TurnMapper, emit: Emit) -> None:
+        """Let the other calls of the same model response be announced: app-server asks for the
+        first result while it may still be starting the next ``dynamicToolCall`` items
+        (APP_SERVER.md 7.3). Notifications of the next ``TOOL_SETTLE`` seconds are mapped as
+        usual; app-server sends no other request until this one is answered."""
+        with trio.move_on_after(TOOL_SETTLE):
+            async for message in conn.incoming:
+                await self._check(conn, message)
+                if isinstance(message, Notification):
+                    for event in mapper.feed(message.method, message.params):
+                        await emit(event)
 
     async def _tool_call(
         self, conn: RpcConnection, message: ServerRequest, results: ToolResults, emit: Emit

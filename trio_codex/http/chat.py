@@ -17,7 +17,13 @@ from ..openai.formats import response_format
 from ..openai.prompt import Prompt, chat_prompt
 from ..openai.schemas import ChatCompletionRequest, parse_model
 from ..openai.stops import parse_stop
-from ..openai.tools import chat_tools, check_chat_tool_messages, refuse_tools
+from ..openai.tools import (
+    TOOL_PATH_HEADER,
+    chat_tools,
+    check_chat_tool_messages,
+    choice_instruction,
+    refuse_tools,
+)
 from ..service import Service
 from .access import current_record
 from .body import read_json_body
@@ -36,15 +42,22 @@ def register_chat(app: QuartTrio, service: Service) -> None:
         req = parse_model(ChatCompletionRequest, body)
         record.model = req.model
         check_chat_tool_messages(req.messages)
-        refuse_tools(chat_tools(req.tools, req.tool_choice))
+        tools = chat_tools(req.tools, req.tool_choice)
+        if settings.backend != "app-server":
+            refuse_tools(tools)
         options = service.options(req.model, req.x_codex, req.reasoning_effort)
         output = response_format(req.response_format)
         stop = parse_stop(req.stop)
         prompt = chat_prompt(req.messages)
-        prompt = Prompt(prompt.text + output.instruction, prompt.images)
+        prompt = Prompt(prompt.text + output.instruction + choice_instruction(tools), prompt.images)
         async with contextlib.AsyncExitStack() as resources:
             spec = await service.prepare(
-                prompt, options, resources, param="messages", output_schema=output.schema
+                prompt,
+                options,
+                resources,
+                param="messages",
+                output_schema=output.schema,
+                tools=tools,
             )
             handle = await service.start(app.nursery, spec, resources)
         record.bind(handle)
@@ -56,6 +69,12 @@ def register_chat(app: QuartTrio, service: Service) -> None:
             reasoning_display=(req.x_codex.reasoning_display if req.x_codex else None)
             or settings.reasoning_display,
         )
+        # Tool results continue a conversation by replaying it whole in a new turn.
+        headers = {TOOL_PATH_HEADER: "replay"} if req.messages[-1].role == "tool" else {}
         if req.stream:
-            return stream_response(handle, renderer, record, keepalive=settings.keepalive_interval)
-        return await answer_run(handle, renderer, record)
+            response = stream_response(
+                handle, renderer, record, keepalive=settings.keepalive_interval
+            )
+            response.headers.update(headers)
+            return response
+        return await answer_run(handle, renderer, record), 200, headers

@@ -24,6 +24,14 @@ Codex's reasoning summaries (``ReasoningCompleted``) are shown as ``reasoning_di
   arrives after the answer began opens a new block. The whole answer puts every summary in one
   block first. Stop sequences cut the answer only, never the block. With structured output
   (``response_format``) the content must stay JSON, so ``think`` acts as ``field`` there.
+
+Client tool calls: once the run waits for the first result (``ToolCallWaiting``), every call the
+model made in that response is known and the answer is complete (``done``): the whole answer has
+``message.tool_calls`` (``id``, ``type: "function"``, ``function.name``, ``function.arguments``
+as JSON text; ``content`` is null when the model wrote no text) and ``finish_reason:
+"tool_calls"``; a stream sends one ``delta.tool_calls`` chunk per call (``index``, ``id``,
+``type``, ``function`` with the name and all the arguments), then the finish chunk, the usage
+chunk when asked and ``[DONE]``.
 """
 
 from __future__ import annotations
@@ -33,7 +41,15 @@ import time
 from typing import Any
 
 from ..errors import ServiceError
-from ..run.events import CodexEvent, ReasoningCompleted, Transcript, Usage
+from ..run.events import (
+    CodexEvent,
+    ReasoningCompleted,
+    ToolCallStarted,
+    ToolCallWaiting,
+    Transcript,
+    Usage,
+)
+from ..run.tools import ToolCall
 from ..settings import ReasoningDisplay
 from .formats import OutputFormat
 from .frames import DONE, data_frame
@@ -96,11 +112,18 @@ class ChatRenderer:
         self._reasoning: list[str] = []
         self._thinking = False
         self._answer_began = False
+        #: Client tool calls of the answer, and whether the run now waits for their results.
+        self.tool_calls: list[ToolCall] = []
+        self._calls_ready = False
 
     @property
     def done(self) -> bool:
-        """A stop sequence ended the answer before the turn did."""
-        return self._answer.stopped
+        """A stop sequence, or the model's tool calls, ended the answer before the turn did."""
+        return self._answer.stopped or self._calls_ready
+
+    @property
+    def finish_reason(self) -> str:
+        return "tool_calls" if self._calls_ready else "stop"
 
     # -- stream --------------------------------------------------------------------------------
 
@@ -144,6 +167,14 @@ class ChatRenderer:
         return self._chunk({"content": opening + text}, None)
 
     def feed(self, event: CodexEvent) -> bytes:
+        if self._calls_ready:
+            return b""
+        if isinstance(event, ToolCallStarted):
+            self.tool_calls.append(event.call)
+            return b""
+        if isinstance(event, ToolCallWaiting):
+            self._calls_ready = True
+            return b""
         if isinstance(event, ReasoningCompleted):
             return self._reason(event.text)
         return self._content(self._answer.feed(event))
@@ -154,7 +185,10 @@ class ChatRenderer:
         if self._thinking:  # no answer text after the last summary
             self._thinking = False
             frames += self._chunk({"content": "\n</think>\n\n"}, None)
-        frames += self._chunk({}, "stop")
+        if self._calls_ready:
+            for index, call in enumerate(self.tool_calls):
+                frames += self._chunk({"tool_calls": [_tool_call(call, index)]}, None)
+        frames += self._chunk({}, self.finish_reason)
         if self.include_usage:
             frames += data_frame({**self.base, "choices": [], "usage": chat_usage(self.usage)})
         return frames + DONE
@@ -178,6 +212,10 @@ class ChatRenderer:
                 message["reasoning_content"] = reasoning
             else:
                 message["content"] = f"<think>\n{reasoning}\n</think>\n\n{self._answer.text}"
+        if self._calls_ready:
+            message["tool_calls"] = [_tool_call(call) for call in self.tool_calls]
+            if not message["content"]:
+                message["content"] = None
         body: dict[str, Any] = {
             "id": self.base["id"],
             "object": "chat.completion",
@@ -188,10 +226,21 @@ class ChatRenderer:
                     "index": 0,
                     "message": message,
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": self.finish_reason,
                 }
             ],
         }
         if self.usage is not None:
             body["usage"] = chat_usage(self.usage)
         return body
+
+
+def _tool_call(call: ToolCall, index: int | None = None) -> dict[str, Any]:
+    """A tool call as chat completions put it (with ``index`` in a stream's delta)."""
+    out: dict[str, Any] = {} if index is None else {"index": index}
+    out |= {
+        "id": call.call_id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+    return out

@@ -30,6 +30,10 @@ from ..errors import InvalidRequestError
 from ..run.tools import ToolChoice, ToolChoiceMode, ToolSet, ToolSpec
 from .schemas import ChatMessage
 
+#: Response header naming how a request carrying tool results was continued: ``waiting`` (the
+#: turn that made the calls resumed) or ``replay`` (a new turn with the whole history).
+TOOL_PATH_HEADER: Final = "x-trio-codex-tool-path"
+
 NAME_RE: Final = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 #: Tools Codex offers the model itself (seen in its upstream requests, across models and
