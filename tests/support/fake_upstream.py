@@ -97,6 +97,19 @@ Modes (``mode=``, default ``text``):
     Send the 200 headers and ``response.created``, then nothing; the connection is held
     like ``hang``.
 
+Client-defined tools (any mode that answers with text):
+
+``call_tool=``
+    Comma-separated names of client-defined function tools (tools a server registered as
+    Codex dynamic tools). When the request offers some of them (top-level ``type:
+    "function"`` tools) and its input does not end with a tool output, the answer is one
+    ``function_call`` item per offered name, in offer order (several names = parallel calls),
+    with arguments built from the tool's ``parameters`` schema (as ``json`` mode does) or
+    ``call_args`` (a JSON object) when given.
+A request whose input ends with a ``function_call_output`` item (the tool results, within the
+same Codex turn) is answered with the text ``Tool finished. Output: <out> | <out>`` quoting
+every output after the last message, in order, whatever the directive says.
+
 Usage numbers in ``response.completed`` (all modes that complete):
 ``input_tokens=`` (default: characters of the JSON-encoded ``input`` / 4),
 ``output_tokens=`` (default: characters of the reply / 4, at least 1, plus the reasoning
@@ -137,6 +150,8 @@ DEFAULTS: dict[str, str] = {
     "output_tokens": "",
     "cached_tokens": "",
     "reasoning_tokens": "",
+    "call_tool": "",
+    "call_args": "",
 }
 INTEGER_KEYS = frozenset(
     {
@@ -293,6 +308,42 @@ def parse_directive(text: str) -> dict[str, str]:
     except ValueError as exc:
         raise DirectiveError(f"hold_s must be a number, not {result['hold_s']!r}") from exc
     return result
+
+
+def offered_function_tools(body: dict[str, Any], names: str) -> list[dict[str, Any]]:
+    """The request's top-level function tools named in ``names`` (comma-separated), in offer
+    order; none when ``names`` is empty."""
+    wanted = {n.strip() for n in names.split(",") if n.strip()}
+    tools = body.get("tools")
+    if not wanted or not isinstance(tools, list):
+        return []
+    return [
+        t
+        for t in tools
+        if isinstance(t, dict) and t.get("type") == "function" and t.get("name") in wanted
+    ]
+
+
+def trailing_tool_outputs(body: dict[str, Any]) -> list[str]:
+    """The texts of the ``function_call_output`` items after the last message, in order;
+    none unless the input ends with one (calls and outputs may interleave)."""
+    items = body.get("input")
+    if not isinstance(items, list) or not items:
+        return []
+    last = items[-1]
+    if not isinstance(last, dict) or last.get("type") != "function_call_output":
+        return []
+    outputs: list[str] = []
+    for item in reversed(items):
+        if not isinstance(item, dict) or "role" in item:
+            break
+        if item.get("type") != "function_call_output":
+            continue
+        out = item.get("output")
+        if isinstance(out, list):
+            out = " ".join(str(p.get("text", "")) for p in out if isinstance(p, dict))
+        outputs.append(str(out)[:2000])
+    return outputs[::-1]
 
 
 def echo_summary(body: dict[str, Any]) -> str:
@@ -562,6 +613,26 @@ class Handler(BaseHTTPRequestHandler):
             return
 
         output: list[dict[str, Any]] = []
+        results = trailing_tool_outputs(body)
+        calls = offered_function_tools(body, knobs["call_tool"])
+        if results or calls:
+            if results:
+                text = "Tool finished. Output: " + " | ".join(results)
+                output.append(self._stream_message(text, 0, knobs))
+            else:
+                args = json.loads(knobs["call_args"]) if knobs["call_args"] else None
+                for tool in calls:
+                    schema = tool.get("parameters") or {}
+                    arguments = args if args is not None else example_from_schema(schema) or {}
+                    output.append(self._stream_function_call(tool["name"], arguments, len(output)))
+                text = ""
+            self._event(
+                {
+                    "type": "response.completed",
+                    "response": response("completed", output, usage=usage_for(body, text, knobs)),
+                }
+            )
+            return
         summary = ""
         if mode == "reasoning":
             summary = knobs["summary"]
@@ -585,6 +656,29 @@ class Handler(BaseHTTPRequestHandler):
                 "response": response("completed", output, usage=usage),
             }
         )
+
+    def _stream_function_call(self, name: str, args: Any, index: int) -> dict[str, Any]:
+        """A ``function_call`` item for a client-defined tool, with its argument events."""
+        call_id = "call_" + uuid.uuid4().hex[:16]
+        item_id = "fc_" + uuid.uuid4().hex[:16]
+        arguments = json.dumps(args)
+        added = {
+            "type": "function_call",
+            "id": item_id,
+            "call_id": call_id,
+            "name": name,
+            "arguments": "",
+            "status": "in_progress",
+        }
+        self._event({"type": "response.output_item.added", "output_index": index, "item": added})
+        where = {"item_id": item_id, "output_index": index}
+        self._event({"type": "response.function_call_arguments.delta", **where, "delta": arguments})
+        self._event(
+            {"type": "response.function_call_arguments.done", **where, "arguments": arguments}
+        )
+        item = {**added, "arguments": arguments, "status": "completed"}
+        self._event({"type": "response.output_item.done", "output_index": index, "item": item})
+        return item
 
     def _stream_message(self, text: str, index: int, knobs: dict[str, str]) -> dict[str, Any]:
         item_id = "msg_" + uuid.uuid4().hex[:16]

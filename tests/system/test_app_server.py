@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import openai
@@ -1196,3 +1196,57 @@ async def test_the_app_starts_checks_and_stops_its_warm_spares(
         stop.set()
     await assert_all_dead(sorted(seen))
     assert reaper.live == set()
+
+
+@pytest.mark.realcodex
+@pytest.mark.parametrize("stream", [False, True])
+async def test_real_codex_chat_tool_loop(
+    tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory, stream: bool
+) -> None:
+    """The real CLI offers the client's tools upstream beside its own; the fake model calls
+    both in one response; the SDK gets both calls, and the follow-up with the results gets
+    the final answer quoting them (replay: a new turn with the history in the prompt)."""
+    _, url = await serve_real_app_server(tmp_path, upstream, start_server)
+    first: list[Any] = [
+        {"role": "user", "content": "Weather? [[fake:call_tool=get_weather,get_time]]"}
+    ]
+
+    def loop() -> tuple[Any, Any]:
+        completion: Any
+        with sdk(url) as client:
+            if stream:
+                with client.chat.completions.stream(
+                    model="fake-model", messages=first, tools=WIRE_TOOLS
+                ) as events:
+                    for _ in events:
+                        pass
+                    completion = events.get_final_completion()
+            else:
+                completion = client.chat.completions.create(
+                    model="fake-model", messages=first, tools=WIRE_TOOLS
+                )
+            message = completion.choices[0].message
+            results: list[Any] = [
+                {"role": "tool", "tool_call_id": call.id, "content": f"result {n}"}
+                for n, call in enumerate(message.tool_calls or [], 1)
+            ]
+            results[-1]["content"] += " [[fake:mode=echo]]"
+            final = client.chat.completions.create(
+                model="fake-model",
+                messages=[*first, cast(Any, message.model_dump(exclude_none=True)), *results],
+                tools=WIRE_TOOLS,
+            )
+            return completion, final
+
+    completion, final = await in_thread(loop, fail_after=90)
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    calls = choice.message.tool_calls
+    # Codex offers dynamic tools upstream in no fixed order, and the fake calls in offer order.
+    by_name = {c.function.name: json.loads(c.function.arguments) for c in calls}
+    assert by_name == {"get_weather": {"city": "example"}, "get_time": {}}
+    offered = upstream.responses_requests()[0]["body"]["tools"]
+    names = [t.get("name") for t in offered]
+    assert {"get_weather", "get_time", "exec_command"} <= set(names)
+    assert final.choices[0].finish_reason == "stop"
+    assert "result 1" in (final.choices[0].message.content or "")
