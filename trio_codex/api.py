@@ -193,7 +193,9 @@ def create_app(
     @app.after_serving
     async def _stop_reaper() -> None:
         # The reaper runs until told to stop; without this, every shutdown would wait out
-        # BACKGROUND_TASK_SHUTDOWN_TIMEOUT. Runs still ending get their grace period first.
+        # BACKGROUND_TASK_SHUTDOWN_TIMEOUT. Runs still ending get their grace period first;
+        # runs parked for tool results would wait for a request that cannot come: end them.
+        runner.abort_parked()
         with trio.move_on_after(settings.kill_grace + 1.0):
             await runner.running.wait_value(0)
         # Warm spares (and any adopted child) go after the runs, and before the reaper.

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+import trio
 from trio.testing import MockClock
 
 from tests.support import sse
@@ -21,6 +23,8 @@ TOOLS = [
     {"type": "function", "function": {"name": "get_time"}},
 ]
 CALLS = "[[run:call=get_weather,get_time]]"
+#: The scripted backend answers at once; the bridge's wait is the whole parked time.
+TOOL_SETTLE_FREE = 0.0
 
 
 def _expected_calls(*, stream: bool) -> list[dict[str, Any]]:
@@ -35,16 +39,23 @@ def _expected_calls(*, stream: bool) -> list[dict[str, Any]]:
     return [{"index": i, **c} for i, c in enumerate(calls)] if stream else calls
 
 
-async def test_tool_calls_answer_a_whole_request_and_end_the_turn(
+async def test_tool_calls_answer_a_whole_request_and_park_the_turn(
     autojump_clock: MockClock, tmp_path: Path, backend: ScriptedBackend
 ) -> None:
     """Both calls of the response, content null, finish_reason tool_calls; the tools reach the
-    backend; the waiting run is stopped and its slot freed (replay path)."""
-    async with running_app(tmp_path, backend, backend_name="app-server") as app:
+    backend; the turn stays parked holding its slot until CODEX_TOOL_RESULT_TIMEOUT ends it."""
+    async with running_app(
+        tmp_path, backend, backend_name="app-server", tool_result_timeout=30.0
+    ) as app:
+        start = trio.current_time()
         r = await app.test_client().post("/v1/chat/completions", json=chat_body(CALLS, tools=TOOLS))
         assert r.status_code == 200, await r.get_data()
         body = await r.get_json()
-        assert runner_of(app).limiter.borrowed_tokens == 0
+        runner = runner_of(app)
+        assert runner.running.value == 1
+        await runner.running.wait_value(0)
+        assert trio.current_time() - start == pytest.approx(30.0 + TOOL_SETTLE_FREE)
+        assert runner.limiter.borrowed_tokens == 0
     choice = body["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"]["content"] is None
@@ -53,7 +64,84 @@ async def test_tool_calls_answer_a_whole_request_and_end_the_turn(
     spec = backend.runs[0].spec
     assert [t.name for t in spec.tools.tools] == ["get_weather", "get_time"]
     assert spec.tools.tools[0] == ToolSpec("get_weather", "", SCHEMA)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_results_resume_the_waiting_turn(
+    autojump_clock: MockClock, tmp_path: Path, backend: ScriptedBackend, stream: bool
+) -> None:
+    """The follow-up answering both calls resumes the same run (no second run): each call is
+    answered with its output, the rest of the turn is this request's answer."""
+    first = [{"role": "user", "content": CALLS}]
+    async with running_app(tmp_path, backend, backend_name="app-server") as app:
+        client = app.test_client()
+        r = await client.post(
+            "/v1/chat/completions", json={"model": "gpt-test", "messages": first, "tools": TOOLS}
+        )
+        message = (await r.get_json())["choices"][0]["message"]
+        follow_up = {
+            "model": "gpt-test",
+            "messages": [
+                *first,
+                message,
+                {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"},
+                {"role": "tool", "tool_call_id": "call_2", "content": "12:00"},
+            ],
+            "tools": TOOLS,
+            "stream": stream,
+        }
+        r2 = await client.post("/v1/chat/completions", json=follow_up)
+        assert r2.status_code == 200
+        if stream:
+            text = check_stream(await r2.get_data(as_text=False)).text
+        else:
+            text = (await r2.get_json())["choices"][0]["message"]["content"]
+        await runner_of(app).running.wait_value(0)
+    assert r2.headers["x-trio-codex-tool-path"] == "waiting"
+    assert text == "tool results: Sunny | 12:00"
+    assert len(backend.runs) == 1
+    assert not backend.runs[0].cancelled
+
+
+async def test_results_after_the_timeout_take_the_replay_path(
+    autojump_clock: MockClock, tmp_path: Path, backend: ScriptedBackend
+) -> None:
+    """The waiting turn died at CODEX_TOOL_RESULT_TIMEOUT: the results start a new turn."""
+    first = [{"role": "user", "content": CALLS}]
+    async with running_app(
+        tmp_path, backend, backend_name="app-server", tool_result_timeout=5.0
+    ) as app:
+        client = app.test_client()
+        r = await client.post(
+            "/v1/chat/completions", json={"model": "gpt-test", "messages": first, "tools": TOOLS}
+        )
+        message = (await r.get_json())["choices"][0]["message"]
+        await runner_of(app).running.wait_value(0)
+        results = [
+            {"role": "tool", "tool_call_id": "call_1", "content": "Sunny [[run:reply=late]]"},
+            {"role": "tool", "tool_call_id": "call_2", "content": "12:00"},
+        ]
+        r2 = await client.post(
+            "/v1/chat/completions",
+            json={"model": "gpt-test", "messages": [*first, message, *results], "tools": TOOLS},
+        )
+        body = await r2.get_json()
+    assert r2.headers["x-trio-codex-tool-path"] == "replay"
+    assert len(backend.runs) == 2
+    assert body["choices"][0]["message"]["content"] == "late"
+    assert backend.runs[0].spec.tools == backend.runs[1].spec.tools
+
+
+async def test_shutdown_ends_a_parked_turn(
+    autojump_clock: MockClock, tmp_path: Path, backend: ScriptedBackend
+) -> None:
+    """A turn waiting for tool results is killed at shutdown like any run, at once."""
+    async with running_app(tmp_path, backend, backend_name="app-server") as app:
+        r = await app.test_client().post("/v1/chat/completions", json=chat_body(CALLS, tools=TOOLS))
+        assert r.status_code == 200
+        stopped = trio.current_time()
     assert backend.runs[0].cancelled
+    assert backend.runs[0].ended_at == stopped
 
 
 async def test_streamed_tool_calls_then_finish_usage_and_done(
@@ -135,3 +223,33 @@ async def test_a_named_tool_choice_is_asked_for_in_the_prompt(
     assert spec.tools.choice == ToolChoice(ToolChoiceMode.NAMED, "get_time")
     assert spec.prompt.endswith("You must call the tool get_time before answering.")
     assert json.loads(json.dumps(spec.tools.tools[1].parameters))["type"] == "object"
+
+
+async def test_only_the_same_key_resumes_a_waiting_turn(
+    autojump_clock: MockClock, tmp_path: Path, backend: ScriptedBackend
+) -> None:
+    """Another API key answering the same call ids gets the replay path, never the turn."""
+    first = [{"role": "user", "content": CALLS}]
+    async with running_app(
+        tmp_path, backend, backend_name="app-server", api_keys=("key-a", "key-b")
+    ) as app:
+        client = app.test_client()
+        r = await client.post(
+            "/v1/chat/completions",
+            json={"model": "gpt-test", "messages": first, "tools": TOOLS},
+            headers={"Authorization": "Bearer key-a"},
+        )
+        message = (await r.get_json())["choices"][0]["message"]
+        results = [
+            {"role": "tool", "tool_call_id": "call_1", "content": "x [[run:reply=other]]"},
+            {"role": "tool", "tool_call_id": "call_2", "content": "y"},
+        ]
+        r2 = await client.post(
+            "/v1/chat/completions",
+            json={"model": "gpt-test", "messages": [*first, message, *results], "tools": TOOLS},
+            headers={"Authorization": "Bearer key-b"},
+        )
+        assert r2.status_code == 200
+        assert runner_of(app).running.value == 1  # key-a's turn still waits
+    assert r2.headers["x-trio-codex-tool-path"] == "replay"
+    assert len(backend.runs) == 2

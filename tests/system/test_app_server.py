@@ -499,8 +499,8 @@ async def test_the_sdk_runs_a_two_call_tool_loop_over_http(
     tmp_path: Path, fake_app_server: Path, start_server: ServerFactory, stream: bool
 ) -> None:
     """The official SDK: the first answer holds both calls (finish_reason tool_calls, through
-    ``chat.completions.stream()`` when streaming); the follow-up with both results is answered
-    by a new turn (replay) whose prompt holds the results."""
+    ``chat.completions.stream()`` when streaming); the follow-up with both results resumes the
+    waiting turn, whose fake answer quotes both results."""
     url = await start_server(http_app(settings_for(tmp_path, fake_app_server)))
     client = sdk(url + "/v1")
     first: list[Any] = [
@@ -538,7 +538,7 @@ async def test_the_sdk_runs_a_two_call_tool_loop_over_http(
             model="gpt-test", messages=follow_up, tools=WIRE_TOOLS
         )
     )
-    assert raw.headers["x-trio-codex-tool-path"] == "replay"
+    assert raw.headers["x-trio-codex-tool-path"] == "waiting"
     final = raw.parse().choices[0]
     assert final.finish_reason == "stop"
     assert final.message.content is not None
@@ -1204,8 +1204,8 @@ async def test_real_codex_chat_tool_loop(
     tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory, stream: bool
 ) -> None:
     """The real CLI offers the client's tools upstream beside its own; the fake model calls
-    both in one response; the SDK gets both calls, and the follow-up with the results gets
-    the final answer quoting them (replay: a new turn with the history in the prompt)."""
+    both in one response; the SDK gets both calls, and the follow-up with the results resumes
+    the waiting turn, whose next upstream request carries them and whose answer quotes them."""
     _, url = await serve_real_app_server(tmp_path, upstream, start_server)
     first: list[Any] = [
         {"role": "user", "content": "Weather? [[fake:call_tool=get_weather,get_time]]"}
@@ -1250,3 +1250,8 @@ async def test_real_codex_chat_tool_loop(
     assert {"get_weather", "get_time", "exec_command"} <= set(names)
     assert final.choices[0].finish_reason == "stop"
     assert "result 1" in (final.choices[0].message.content or "")
+    # The waiting path: the same turn's next upstream request carries both results.
+    requests = upstream.responses_requests()
+    assert len(requests) == 2
+    tail = [i for i in requests[1]["body"]["input"] if i.get("type") == "function_call_output"]
+    assert sorted(i["output"] for i in tail) == ["result 1", "result 2 [[fake:mode=echo]]"]

@@ -374,8 +374,8 @@ class AppServerBackend:
                 and message.method == TOOL_CALL
                 and spec.tool_results is not None
             ):
-                await self._settle(conn, mapper, emit)
-                await self._tool_call(conn, message, spec.tool_results, emit)
+                for call in [message, *await self._settle(conn, mapper, emit)]:
+                    await self._tool_call(conn, call, spec.tool_results, emit)
                 continue
             await self._check(conn, message)
             if isinstance(message, Notification):
@@ -385,17 +385,25 @@ class AppServerBackend:
                     return
         raise conn.error or ProtocolError(f"{PEER} closed its output before the turn completed")
 
-    async def _settle(self, conn: RpcConnection, mapper: TurnMapper, emit: Emit) -> None:
+    async def _settle(
+        self, conn: RpcConnection, mapper: TurnMapper, emit: Emit
+    ) -> list[ServerRequest]:
         """Let the other calls of the same model response be announced: app-server asks for the
         first result while it may still be starting the next ``dynamicToolCall`` items
-        (APP_SERVER.md 7.3). Notifications of the next ``TOOL_SETTLE`` seconds are mapped as
-        usual; app-server sends no other request until this one is answered."""
+        (APP_SERVER.md 7.3), and may ask for several results at once. Messages of the next
+        ``TOOL_SETTLE`` seconds are handled as usual, except further ``item/tool/call``
+        requests, which are returned (in order) to be answered after the first."""
+        calls: list[ServerRequest] = []
         with trio.move_on_after(TOOL_SETTLE):
             async for message in conn.incoming:
+                if isinstance(message, ServerRequest) and message.method == TOOL_CALL:
+                    calls.append(message)
+                    continue
                 await self._check(conn, message)
                 if isinstance(message, Notification):
                     for event in mapper.feed(message.method, message.params):
                         await emit(event)
+        return calls
 
     async def _tool_call(
         self, conn: RpcConnection, message: ServerRequest, results: ToolResults, emit: Emit

@@ -23,9 +23,11 @@ from ..openai.tools import (
     check_chat_tool_messages,
     choice_instruction,
     refuse_tools,
+    trailing_tool_outputs,
 )
+from ..run.runner import RunHandle
 from ..service import Service
-from .access import current_record
+from .access import current_caller, current_record
 from .body import read_json_body
 from .sse import answer_run, stream_response
 
@@ -50,16 +52,25 @@ def register_chat(app: QuartTrio, service: Service) -> None:
         stop = parse_stop(req.stop)
         prompt = chat_prompt(req.messages)
         prompt = Prompt(prompt.text + output.instruction + choice_instruction(tools), prompt.images)
-        async with contextlib.AsyncExitStack() as resources:
-            spec = await service.prepare(
-                prompt,
-                options,
-                resources,
-                param="messages",
-                output_schema=output.schema,
-                tools=tools,
-            )
-            handle = await service.start(app.nursery, spec, resources)
+        runner = service.runner
+        # Whoever may resume a waiting turn: the API key (anyone when auth is off).
+        owner = current_caller().label or "auth-off"
+        outputs = trailing_tool_outputs(req.messages)
+        resumed = runner.claim(owner, [o.call_id for o in outputs]) if tools else None
+        if resumed is not None:
+            resumed.resume(outputs)  # the turn that made the calls goes on
+            handle = resumed
+        else:
+            async with contextlib.AsyncExitStack() as resources:
+                spec = await service.prepare(
+                    prompt,
+                    options,
+                    resources,
+                    param="messages",
+                    output_schema=output.schema,
+                    tools=tools,
+                )
+                handle = await service.start(app.nursery, spec, resources)
         record.bind(handle)
         renderer = ChatRenderer(
             req.model,
@@ -69,12 +80,19 @@ def register_chat(app: QuartTrio, service: Service) -> None:
             reasoning_display=(req.x_codex.reasoning_display if req.x_codex else None)
             or settings.reasoning_display,
         )
-        # Tool results continue a conversation by replaying it whole in a new turn.
-        headers = {TOOL_PATH_HEADER: "replay"} if req.messages[-1].role == "tool" else {}
+        # Tool results resume the waiting turn, else replay the conversation in a new one.
+        headers = {}
+        if outputs:
+            headers[TOOL_PATH_HEADER] = "waiting" if resumed is not None else "replay"
+
+        def park(run: RunHandle, call_ids: tuple[str, ...]) -> None:
+            runner.park(run, owner, call_ids)
+
+        waits = park if tools else None
         if req.stream:
             response = stream_response(
-                handle, renderer, record, keepalive=settings.keepalive_interval
+                handle, renderer, record, keepalive=settings.keepalive_interval, park=waits
             )
             response.headers.update(headers)
             return response
-        return await answer_run(handle, renderer, record), 200, headers
+        return await answer_run(handle, renderer, record, park=waits), 200, headers

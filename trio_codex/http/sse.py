@@ -56,7 +56,13 @@ class Renderer(Protocol):
 
     @property
     def done(self) -> bool:
-        """The answer is complete before the turn ended (a stop sequence): stop the run."""
+        """The answer is complete before the turn ended (a stop sequence, or tool calls): stop
+        the run, or park it when it waits for ``waiting_calls``."""
+        ...
+
+    @property
+    def waiting_calls(self) -> tuple[str, ...]:
+        """The tool calls the answer hands to the client, which the run now waits for."""
         ...
 
     def open(self) -> bytes:
@@ -96,6 +102,21 @@ class EndOfRun:
 
 END_OF_RUN: Final = EndOfRun()
 
+#: Keeps a run whose answer handed tool calls to the client waiting for their results.
+Park = Callable[[RunHandle, tuple[str, ...]], None]
+
+
+def _end_early(
+    handle: RunHandle, renderer: Renderer, record: RequestRecord, park: Park | None
+) -> None:
+    """The answer is complete before the turn: park a run that waits for tool results (when
+    the route can resume it), else stop it (the rest is not wanted)."""
+    if renderer.waiting_calls and park is not None:
+        park(handle, renderer.waiting_calls)
+        return
+    handle.abort()
+    record.stopped_early = True
+
 
 async def next_event(handle: RunHandle, interval: float) -> CodexEvent | EndOfRun | None:
     """The run's next event; ``None`` after ``interval`` s of silence (send a keep-alive);
@@ -109,7 +130,12 @@ async def next_event(handle: RunHandle, interval: float) -> CodexEvent | EndOfRu
 
 
 async def stream_run(
-    handle: RunHandle, renderer: Renderer, record: RequestRecord, *, keepalive: float
+    handle: RunHandle,
+    renderer: Renderer,
+    record: RequestRecord,
+    *,
+    keepalive: float,
+    park: Park | None = None,
 ) -> AsyncIterator[bytes]:
     """The whole SSE body of a streamed answer (see the module docstring)."""
     yield renderer.open() or KEEPALIVE
@@ -122,8 +148,7 @@ async def stream_run(
         if frames := renderer.feed(event):
             yield frames
         if renderer.done:
-            handle.abort()  # the answer ended at a stop sequence: the rest is not wanted
-            record.stopped_early = True
+            _end_early(handle, renderer, record, park)
             break
         if renderer.detach_at_turn_end and isinstance(event, TurnCompleted):
             handle.detach()  # everything the client gets is here; Codex exits on its own
@@ -135,7 +160,7 @@ async def stream_run(
 
 
 async def answer_run(
-    handle: RunHandle, renderer: Renderer, record: RequestRecord
+    handle: RunHandle, renderer: Renderer, record: RequestRecord, *, park: Park | None = None
 ) -> dict[str, Any]:
     """Consume the run and return the renderer's body; raise the error the client should get.
 
@@ -144,12 +169,14 @@ async def answer_run(
     """
 
     def until(event: CodexEvent) -> bool:
-        return renderer.done or (renderer.detach_at_turn_end and isinstance(event, TurnCompleted))
+        if renderer.done:
+            _end_early(handle, renderer, record, park)
+            return True
+        return renderer.detach_at_turn_end and isinstance(event, TurnCompleted)
 
     await handle.consume(_drop(renderer), until=until)
     if renderer.done:
-        handle.abort()  # the answer ended at a stop sequence: the rest is not wanted
-        record.stopped_early = True
+        pass  # parked or stopped by until()
     elif not handle.detached:
         await handle.done.wait()
     error = None if renderer.done else handle.failure()
@@ -172,14 +199,19 @@ def _drop(renderer: Renderer) -> Callable[[CodexEvent], None]:
 
 
 def stream_response(
-    handle: RunHandle, renderer: Renderer, record: RequestRecord, *, keepalive: float
+    handle: RunHandle,
+    renderer: Renderer,
+    record: RequestRecord,
+    *,
+    keepalive: float,
+    park: Park | None = None,
 ) -> Response:
     """An SSE response that streams ``renderer``'s view of the run and bounds its lifetime.
 
     Quart's own response timeout is off: the run's deadlines end the stream.
     """
     record.stream = record.body_pending = True
-    frames = stream_run(handle, renderer, record, keepalive=keepalive)
+    frames = stream_run(handle, renderer, record, keepalive=keepalive, park=park)
     response = Response(RunBody(handle, frames, record), headers=SSE_HEADERS)
     response.timeout = None
     return response

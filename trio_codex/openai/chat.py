@@ -122,6 +122,11 @@ class ChatRenderer:
         return self._answer.stopped or self._calls_ready
 
     @property
+    def waiting_calls(self) -> tuple[str, ...]:
+        """The calls this answer hands to the client (once the run waits for a result)."""
+        return tuple(c.call_id for c in self.tool_calls) if self._calls_ready else ()
+
+    @property
     def finish_reason(self) -> str:
         return "tool_calls" if self._calls_ready else "stop"
 
@@ -173,7 +178,9 @@ class ChatRenderer:
             self.tool_calls.append(event.call)
             return b""
         if isinstance(event, ToolCallWaiting):
-            self._calls_ready = True
+            # A wait for a call this answer did not make is for results already handed in
+            # (a resumed run asks for them one by one).
+            self._calls_ready = any(c.call_id == event.call_id for c in self.tool_calls)
             return b""
         if isinstance(event, ReasoningCompleted):
             return self._reason(event.text)

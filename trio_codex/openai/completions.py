@@ -63,6 +63,8 @@ class CompletionRenderer:
     """One run as a legacy ``text_completion``, streamed or whole."""
 
     detach_at_turn_end = True
+    #: Legacy completions offer no tools.
+    waiting_calls: tuple[str, ...] = ()
 
     def __init__(
         self,

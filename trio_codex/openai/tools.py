@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from ..errors import InvalidRequestError
-from ..run.tools import ToolChoice, ToolChoiceMode, ToolSet, ToolSpec
+from ..run.tools import ToolChoice, ToolChoiceMode, ToolOutput, ToolSet, ToolSpec
 from .schemas import ChatMessage
 
 #: Response header naming how a request carrying tool results was continued: ``waiting`` (the
@@ -266,6 +266,27 @@ def check_chat_tool_messages(messages: Sequence[ChatMessage]) -> None:
             )
         pending.discard(call_id)
         answered.add(call_id)
+
+
+def trailing_tool_outputs(messages: Sequence[ChatMessage]) -> list[ToolOutput]:
+    """The results of the ``tool`` messages that end ``messages``, in order (text parts
+    joined; ``image_url`` parts as images). Empty unless the last message is a tool result."""
+    outputs: list[ToolOutput] = []
+    for message in reversed(messages):
+        if message.role != "tool" or message.tool_call_id is None:
+            break
+        content = message.content
+        if content is None or isinstance(content, str):
+            outputs.append(ToolOutput(message.tool_call_id, content or ""))
+            continue
+        texts = [p.text for p in content if p.text is not None]
+        images = [
+            p.image_url if isinstance(p.image_url, str) else p.image_url.url
+            for p in content
+            if p.image_url is not None
+        ]
+        outputs.append(ToolOutput(message.tool_call_id, "".join(texts), tuple(images)))
+    return outputs[::-1]
 
 
 def refuse_tools(tools: ToolSet, param: str = "tools") -> None:

@@ -59,7 +59,7 @@ from .events import (
     is_retry_notice,
 )
 from .tool_bridge import ToolBridge
-from .tools import ToolResults, ToolSet
+from .tools import ToolOutput, ToolResults, ToolSet
 
 log = logging.getLogger("trio_codex.run.runner")
 
@@ -134,6 +134,10 @@ class RunHandle:
         self.detached = False
         #: The client's tool results go in here (runs with tools only).
         self.tools: ToolBridge | None = None
+        #: Answered with tool calls, the run waits for the client's results (see ``park``).
+        self.parked = False
+        #: The calls the client was given and must answer to resume the run.
+        self.pending_calls: tuple[str, ...] = ()
         self._attached = trio.Event()
         self._scope = trio.CancelScope()
 
@@ -160,9 +164,27 @@ class RunHandle:
 
     def cancel(self) -> None:
         """End the run now; never blocks, safe to call at any time and more than once.
-        A detached run is not cancelled: it is finishing on its own."""
-        if not self.detached:
+        A detached run is not cancelled: it is finishing on its own; nor is a parked one."""
+        if not (self.detached or self.parked):
             self._scope.cancel()
+
+    def park(self, call_ids: tuple[str, ...]) -> None:
+        """The answer handed ``call_ids`` to the client: the run stays alive, holding its slot,
+        until a later request resumes it (``resume``) or the tool-result bound ends it; its
+        consumer leaving does not cancel it. Shutdown still aborts it."""
+        self.parked = True
+        self.pending_calls = call_ids
+
+    def resume(self, outputs: list[ToolOutput]) -> None:
+        """Hand the client's results in; the next consumer reads the rest of the turn, and the
+        transcript starts afresh so its answer holds only what follows."""
+        if self.tools is None or not self.parked:
+            raise RuntimeError("resume() on a run that is not waiting for tool results")
+        self.parked = False
+        self.pending_calls = ()
+        self.transcript = Transcript(thread_id=self.transcript.thread_id)
+        for output in outputs:
+            self.tools.put(output)
 
     def abort(self) -> None:
         """End the run now, detached or not (server shutdown); never blocks."""
@@ -193,14 +215,16 @@ class RunHandle:
         until: Callable[[CodexEvent], bool] | None = None,
     ) -> None:
         """Attach and hand every event to ``on_event`` until the run ends, or until
-        ``until(event)`` holds (then the run is detached, not cancelled). If this is cancelled
+        ``until(event)`` holds (then the run is detached, not cancelled; a run ``until`` parked
+        stays parked). If this is cancelled
         (the client left), the run is cancelled with it."""
         self.attach()
         try:
             async for event in self.events:
                 on_event(event)
                 if until is not None and until(event):
-                    self.detach()
+                    if not self.parked:
+                        self.detach()
                     return
         finally:
             self.cancel()
@@ -228,9 +252,46 @@ class CodexRunner:
         self.exec_timeout = exec_timeout
         self.idle_timeout = idle_timeout
         self._active: set[RunHandle] = set()
+        #: Parked runs by (owner, call id): the owner is who may resume them.
+        self._parked: dict[tuple[str, str], RunHandle] = {}
         #: Runs holding a slot, and requests waiting for one (awaitable: ``wait_value``).
         self.running = AsyncValue(0)
         self.queued = AsyncValue(0)
+
+    def park(self, handle: RunHandle, owner: str, call_ids: tuple[str, ...]) -> None:
+        """Keep ``handle`` waiting for the results of ``call_ids``, resumable by ``owner``."""
+        if handle.done.is_set() or handle.tools is None or not call_ids:
+            handle.cancel()
+            return
+        handle.park(call_ids)
+        for call_id in call_ids:
+            self._parked[(owner, call_id)] = handle
+
+    def claim(self, owner: str, call_ids: list[str]) -> RunHandle | None:
+        """The parked run of ``owner`` that waits for exactly ``call_ids`` (any order), taken
+        out of the registry; None when there is none (expired, another process, a restart)."""
+        if not call_ids:
+            return None
+        handle = self._parked.get((owner, call_ids[0]))
+        if (
+            handle is None
+            or not handle.parked
+            or handle.done.is_set()
+            or sorted(handle.pending_calls) != sorted(call_ids)
+        ):
+            return None
+        for call_id in handle.pending_calls:
+            self._parked.pop((owner, call_id), None)
+        return handle
+
+    def _unpark(self, handle: RunHandle) -> None:
+        for key in [k for k, h in self._parked.items() if h is handle]:
+            del self._parked[key]
+
+    def abort_parked(self) -> None:
+        """End every run parked for tool results (shutdown: no request can resume them)."""
+        for handle in set(self._parked.values()):
+            handle.abort()
 
     def cancel_all(self) -> None:
         """End every run holding a slot, detached ones included (a stop that cannot wait)."""
@@ -275,6 +336,7 @@ class CodexRunner:
                     await self._run(spec, handle, send)
                 finally:
                     self._active.discard(handle)
+                    self._unpark(handle)
                     self.limiter.release_on_behalf_of(handle)
                     self.running.value -= 1
         finally:

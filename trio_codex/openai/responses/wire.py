@@ -394,6 +394,8 @@ class ResponsesRenderer:
     detach_at_turn_end = False
     #: The Responses API has no stop sequences: the answer ends with the turn.
     done = False
+    #: Client tools are not offered on this API yet (the route refuses them).
+    waiting_calls: tuple[str, ...] = ()
 
     def __init__(
         self,
