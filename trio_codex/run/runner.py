@@ -376,7 +376,10 @@ class CodexRunner:
     ) -> None:
         """Run the backend; every outcome but cancellation ends up in ``handle``."""
         began = trio.current_time()
-        idle = _IdleWatch(self.idle_timeout)
+        idle = _IdleWatch(
+            self.idle_timeout,
+            lambda: handle.tools is not None and handle.tools.waiting is not None,
+        )
         network = _NetworkWatch()
 
         async def emit(event: CodexEvent) -> None:
@@ -449,12 +452,14 @@ class CodexRunner:
 
 
 class _IdleWatch:
-    """Cancels a scope when no event arrived for ``timeout`` seconds."""
+    """Cancels a scope when no event arrived for ``timeout`` seconds, not counting time spent
+    waiting for the client's tool results (``paused``): that wait has its own bound."""
 
-    def __init__(self, timeout: float | None) -> None:
+    def __init__(self, timeout: float | None, paused: Callable[[], bool] = lambda: False) -> None:
         self.timeout = timeout
         self.last = trio.current_time()
         self.fired = False
+        self.paused = paused
 
     def touch(self) -> None:
         self.last = trio.current_time()
@@ -462,6 +467,9 @@ class _IdleWatch:
     async def watch(self, scope: trio.CancelScope, limit: float) -> None:
         while True:
             await trio.sleep_until(self.last + limit)
+            if self.paused():
+                self.touch()
+                continue
             if trio.current_time() >= self.last + limit:
                 self.fired = True
                 scope.cancel()
