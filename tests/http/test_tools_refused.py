@@ -78,3 +78,17 @@ async def test_malformed_tools_name_the_field(
         assert r.status_code == 400
         assert (await r.get_json())["error"]["param"] == param
     assert backend.runs == []
+
+
+async def test_responses_refuses_tools_on_app_server_too(
+    autojump_clock: MockClock, tmp_path: Path, backend: ScriptedBackend
+) -> None:
+    """Function calling works on chat completions only: /v1/responses says so, and where."""
+    body = {"model": "gpt-test", "input": "hi", "tools": [TOOL_RESPONSES]}
+    async with running_app(tmp_path, backend, backend_name="app-server") as app:
+        r = await app.test_client().post("/v1/responses", json=body)
+        assert r.status_code == 400
+        error = (await r.get_json())["error"]
+    assert (error["param"], error["code"]) == ("tools", "unsupported_parameter")
+    assert "/v1/chat/completions" in error["message"]
+    assert backend.runs == []

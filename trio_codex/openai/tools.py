@@ -289,14 +289,23 @@ def trailing_tool_outputs(messages: Sequence[ChatMessage]) -> list[ToolOutput]:
     return outputs[::-1]
 
 
-def refuse_tools(tools: ToolSet, param: str = "tools") -> None:
-    """Raise the 400 for a backend that cannot offer tools the model could call."""
+EXEC_CANNOT: Final = (
+    "Function calling (tools) is not supported by this server's Codex backend: "
+    "'codex exec' cannot offer your tools to the model (CODEX_BACKEND=app-server can)."
+)
+RESPONSES_NOT_YET: Final = (
+    "Function calling (tools) is not offered on /v1/responses yet; use /v1/chat/completions "
+    "(with CODEX_BACKEND=app-server)."
+)
+
+
+def refuse_tools(tools: ToolSet, why: str = EXEC_CANNOT) -> None:
+    """Raise the 400 (``unsupported_parameter`` on ``tools``) for a request that offers tools
+    where they cannot be run; ``why`` says where they can."""
     if not tools:
         return
     raise InvalidRequestError(
-        "Function calling (tools) is not supported by this server's Codex backend: "
-        "'codex exec' cannot offer your tools to the model (the app-server backend can). "
-        "Send the request without tools, or with tool_choice 'none'.",
-        param=param,
+        why + " Send the request without tools, or with tool_choice 'none'.",
+        param="tools",
         code="unsupported_parameter",
     )
