@@ -15,8 +15,9 @@ from trio_codex.openai.tools import (
     choice_instruction,
     refuse_tools,
     responses_tools,
+    trailing_tool_outputs,
 )
-from trio_codex.run.tools import ToolChoice, ToolChoiceMode, ToolSet, ToolSpec
+from trio_codex.run.tools import ToolChoice, ToolChoiceMode, ToolOutput, ToolSet, ToolSpec
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 CHAT_TOOL = {
@@ -171,3 +172,27 @@ def test_refuse_tools_only_when_tools_are_offered() -> None:
     """The exec backend's 400 names tools; an empty set (none, no tools) passes."""
     refuse_tools(ToolSet())
     assert _param(refuse_tools, ToolSet((SPEC,))) == ("tools", "unsupported_parameter")
+
+
+def test_a_tool_result_with_an_image_part_is_a_400_naming_it() -> None:
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/x.png"}}
+    messages = _messages(CALL, {"role": "tool", "tool_call_id": "c1", "content": [image]})
+    assert _param(check_chat_tool_messages, messages)[0] == "messages[1].content[0]"
+
+
+def test_trailing_tool_outputs_are_the_last_results_in_order() -> None:
+    """Only the tool messages that end the conversation count; text parts are joined."""
+    messages = _messages(
+        {"role": "user", "content": "hi"},
+        CALL,
+        {"role": "tool", "tool_call_id": "c1", "content": "old"},
+        {"role": "user", "content": "again"},
+        {
+            "role": "tool",
+            "tool_call_id": "c2",
+            "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+        },
+        {"role": "tool", "tool_call_id": "c3", "content": None},
+    )
+    assert trailing_tool_outputs(messages) == [ToolOutput("c2", "ab"), ToolOutput("c3", "")]
+    assert trailing_tool_outputs(messages[:4]) == []

@@ -16,7 +16,8 @@ neutral ``ToolSet`` (``run.tools``) or raise a 400 whose ``param`` names the fie
   and a named tool only add an instruction to the prompt (``choice_instruction``).
 
 ``check_chat_tool_messages`` guarantees that every ``tool`` message answers a call an earlier
-assistant message made, and that no call is answered twice. ``refuse_tools`` is the 400 for a
+assistant message made, that no call is answered twice, and that a result holds text parts
+only (as OpenAI's tool messages do: an image URL would reach the model provider unchecked). ``refuse_tools`` is the 400 for a
 backend that cannot offer tools (``codex exec``).
 """
 
@@ -264,13 +265,22 @@ def check_chat_tool_messages(messages: Sequence[ChatMessage]) -> None:
                 "earlier assistant message.",
                 where,
             )
+        for j, part in enumerate(message.content if isinstance(message.content, list) else ()):
+            if part.type != "text":
+                at = f"messages[{i}].content[{j}]"
+                raise _bad(
+                    f"Invalid value for '{at}': a tool result carries text parts only; "
+                    f"got {part.type!r}.",
+                    at,
+                )
         pending.discard(call_id)
         answered.add(call_id)
 
 
 def trailing_tool_outputs(messages: Sequence[ChatMessage]) -> list[ToolOutput]:
     """The results of the ``tool`` messages that end ``messages``, in order (text parts
-    joined; ``image_url`` parts as images). Empty unless the last message is a tool result."""
+    joined: ``check_chat_tool_messages`` refuses any other part). Empty unless the last
+    message is a tool result."""
     outputs: list[ToolOutput] = []
     for message in reversed(messages):
         if message.role != "tool" or message.tool_call_id is None:
@@ -280,12 +290,7 @@ def trailing_tool_outputs(messages: Sequence[ChatMessage]) -> list[ToolOutput]:
             outputs.append(ToolOutput(message.tool_call_id, content or ""))
             continue
         texts = [p.text for p in content if p.text is not None]
-        images = [
-            p.image_url if isinstance(p.image_url, str) else p.image_url.url
-            for p in content
-            if p.image_url is not None
-        ]
-        outputs.append(ToolOutput(message.tool_call_id, "".join(texts), tuple(images)))
+        outputs.append(ToolOutput(message.tool_call_id, "".join(texts)))
     return outputs[::-1]
 
 
