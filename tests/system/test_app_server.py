@@ -546,6 +546,43 @@ async def test_the_sdk_runs_a_two_call_tool_loop_over_http(
     assert "12:00" in final.message.content
 
 
+async def test_a_parked_turn_dies_at_the_timeout_and_the_results_are_replayed(
+    tmp_path: Path, fake_app_server: Path, start_server: ServerFactory
+) -> None:
+    """Over HTTP: the turn waiting for results is killed at CODEX_TOOL_RESULT_TIMEOUT (its
+    process gone, its slot free); the late results take the replay path and are answered."""
+    settings = settings_for(tmp_path, fake_app_server, tool_result_timeout=2.0)
+    spawned: list[int] = []
+    app = http_app(settings, backend_for(settings, on_spawn=spawned.append))
+    url = await start_server(app)
+    first: list[Any] = [{"role": "user", "content": "[[codex:mode=tools]]"}]
+    with trio.fail_after(20):
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            answer = await client.post(
+                "/v1/chat/completions",
+                json={"model": "gpt-test", "messages": first, "tools": WIRE_TOOLS},
+            )
+            pids = list(spawned)
+            assert len(pids) == 1
+            message = answer.json()["choices"][0]["message"]
+            assert runner_of(app).running.value == 1  # parked, holding its slot
+            await assert_all_dead(pids)
+            await runner_of(app).running.wait_value(0)
+            assert runner_of(app).limiter.borrowed_tokens == 0
+            result = {"role": "tool", "tool_call_id": "call_1", "content": "late [[codex:mode=ok]]"}
+            late = await client.post(
+                "/v1/chat/completions",
+                json={
+                    "model": "gpt-test",
+                    "messages": [*first, message, result],
+                    "tools": WIRE_TOOLS,
+                },
+            )
+    assert late.status_code == 200, late.text
+    assert late.headers["x-trio-codex-tool-path"] == "replay"
+    assert "late" in late.json()["choices"][0]["message"]["content"]
+
+
 # --------------------------------------------------------------------------- startup check
 
 
