@@ -583,6 +583,38 @@ async def test_a_parked_turn_dies_at_the_timeout_and_the_results_are_replayed(
     assert "late" in late.json()["choices"][0]["message"]["content"]
 
 
+async def test_langchain_bind_tools_runs_the_loop(
+    tmp_path: Path, fake_app_server: Path, start_server: ServerFactory
+) -> None:
+    """LangChain's ChatOpenAI.bind_tools: the AIMessage carries the call, the ToolMessage
+    resumes the waiting turn."""
+    from langchain_core.messages import HumanMessage, ToolMessage
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+
+    @tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return "Sunny"
+
+    url = await start_server(http_app(settings_for(tmp_path, fake_app_server)))
+    model = ChatOpenAI(
+        model="gpt-test", base_url=url + "/v1", api_key="unused", max_retries=0
+    ).bind_tools([get_weather])
+
+    def loop() -> tuple[Any, Any]:
+        history: list[Any] = [HumanMessage("[[codex:mode=tools;call=get_weather]]")]
+        ai = model.invoke(history)
+        history += [ai, ToolMessage("Sunny in Paris", tool_call_id=ai.tool_calls[0]["id"])]
+        return ai, model.invoke(history)
+
+    ai, final = await in_thread(loop)
+    assert ai.tool_calls == [
+        {"name": "get_weather", "args": {"n": 1}, "id": "call_1", "type": "tool_call"}
+    ]
+    assert final.content == "tool results: Sunny in Paris"
+
+
 # --------------------------------------------------------------------------- startup check
 
 
