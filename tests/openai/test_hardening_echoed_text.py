@@ -14,25 +14,7 @@ import pytest
 
 from trio_codex.errors import InvalidRequestError
 from trio_codex.openai.formats import check_schema
-from trio_codex.openai.prompt import chat_prompt
-from trio_codex.openai.responses.request import parse_responses_request, plan_run
-from trio_codex.openai.schemas import ChatCompletionRequest, parse_model
-
-BLANKS = ["", " ", "\t\n\r"]
-
-
-def chat(messages: list[dict[str, Any]]) -> InvalidRequestError:
-    req = parse_model(ChatCompletionRequest, {"model": "m", "messages": messages})
-    with pytest.raises(InvalidRequestError) as info:
-        chat_prompt(req.messages)
-    return info.value
-
-
-def responses(**fields: Any) -> InvalidRequestError:
-    with pytest.raises(InvalidRequestError) as info:
-        plan_run(parse_responses_request({"model": "m", **fields}))
-    return info.value
-
+from trio_codex.openai.responses.request import parse_responses_request
 
 # --------------------------------------------------------------------------- lone surrogates
 

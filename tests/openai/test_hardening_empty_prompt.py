@@ -3,30 +3,13 @@ image) is a 400 naming the field before any process starts; it used to reach Cod
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from trio_codex.errors import InvalidRequestError
+from tests.support.refusals import BLANKS
+from tests.support.refusals import refused_chat as chat
+from tests.support.refusals import refused_responses as responses
 from trio_codex.openai.prompt import chat_prompt
-from trio_codex.openai.responses.request import parse_responses_request, plan_run
 from trio_codex.openai.schemas import ChatCompletionRequest, parse_model
-
-BLANKS = ["", " ", "\t\n\r"]
-
-
-def chat(messages: list[dict[str, Any]]) -> InvalidRequestError:
-    req = parse_model(ChatCompletionRequest, {"model": "m", "messages": messages})
-    with pytest.raises(InvalidRequestError) as info:
-        chat_prompt(req.messages)
-    return info.value
-
-
-def responses(**fields: Any) -> InvalidRequestError:
-    with pytest.raises(InvalidRequestError) as info:
-        plan_run(parse_responses_request({"model": "m", **fields}))
-    return info.value
-
 
 # --------------------------------------------------------------------------- empty prompts
 
