@@ -148,48 +148,6 @@ async def running(
 # --------------------------------------------------------------------------- /proc
 
 
-def stat_fields(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw.rsplit(")", 1)[1].split()
-
-
-def alive(pid: int) -> bool:
-    fields = stat_fields(pid)
-    return fields is not None and fields[0] not in ("Z", "X")
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        fields = stat_fields(int(name)) if name.isdigit() else None
-        if fields and int(fields[1]) == pid and fields[0] not in ("Z", "X"):
-            found.append(int(name))
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-async def wait_gone(pid: int) -> None:
-    """Return once ``pid`` has exited (pidfd readability: an event, not a poll)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        if alive(pid):
-            await trio.lowlevel.wait_readable(fd)
-    finally:
-        os.close(fd)
-
-
 async def read_fifo_line(path: Path) -> str:
     """Wait (without polling) for one line on the FIFO ``path``."""
     fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)  # RDWR: never EOF while we hold it

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.support.harness import alive, wait_gone
+
 from .hardening_server import (
     MODULE_READY,
-    alive,
     module_argv,
     read_fifo_line,
     running,
     server_env,
-    wait_gone,
     write_fake_codex,
 )
 

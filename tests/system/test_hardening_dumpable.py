@@ -21,13 +21,12 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.support.harness import children_of, cmdline
 from trio_codex.codex.reaper import REAPER_MAIN, Reaper
 
 from .hardening_server import (
     HYPERCORN_READY,
     MODULE_READY,
-    children_of,
-    cmdline,
     hypercorn_argv,
     module_argv,
     running,

@@ -14,16 +14,14 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.support.harness import alive, children_of, cmdline, wait_gone
+
 from .hardening_server import (
     HYPERCORN_READY,
-    alive,
-    children_of,
-    cmdline,
     hypercorn_argv,
     read_fifo_line,
     running,
     server_env,
-    wait_gone,
     write_fake_codex,
 )
 
