@@ -142,11 +142,10 @@ def parse_event(line: bytes | str) -> CodexEvent:
 class ExecBackend:
     """Runs ``codex exec --json`` in its own process group; the group is dead when ``run`` ends.
 
-        A Codex that cannot be started raises ``CodexUnavailableError`` (503 ``codex_unavailable``,
-    naming the cause: missing binary, E2BIG, EMFILE, ...). ``on_spawn(pgid)`` is called as soon as
-    the group exists, before Codex gets its prompt;
-        ``on_reap(pgid)`` once the group is dead, on every path out of ``run`` (cancellation and
-        errors included). The reaper (``reaper.py``) uses them.
+    A Codex that cannot be started raises ``CodexUnavailableError`` (503 ``codex_unavailable``,
+    naming the cause: missing binary, E2BIG, EMFILE, ...). ``on_spawn(pgid)`` is called as soon
+    as the group exists, before Codex gets its prompt; ``on_reap(pgid)`` once the group is dead,
+    on every path out of ``run`` (cancellation and errors included). The reaper uses them.
     """
 
     def __init__(
