@@ -60,7 +60,7 @@ async def test_tools_are_refused_not_dropped(
         (
             "/v1/responses",
             {"model": "gpt-test", "input": "hi", "tools": [TOOL_RESPONSES], "tool_choice": "x"},
-            "tool_choice",
+            "tools",  # /v1/responses has no function calling yet: refused before validation
         ),
     ],
 )
@@ -72,8 +72,9 @@ async def test_malformed_tools_name_the_field(
     body: dict[str, object],
     param: str,
 ) -> None:
-    """A malformed tool, tool_choice or orphan tool result is a 400 naming it, not 'tools'."""
-    async with running_app(tmp_path, backend) as app:
+    """Where tools can run (app-server chat), a malformed tool, tool_choice or orphan tool
+    result is a 400 naming it, not 'tools'."""
+    async with running_app(tmp_path, backend, backend_name="app-server") as app:
         r = await app.test_client().post(path, json=body)
         assert r.status_code == 400
         assert (await r.get_json())["error"]["param"] == param
@@ -91,4 +92,18 @@ async def test_responses_refuses_tools_on_app_server_too(
         error = (await r.get_json())["error"]
     assert (error["param"], error["code"]) == ("tools", "unsupported_parameter")
     assert "/v1/chat/completions" in error["message"]
+    assert backend.runs == []
+
+
+async def test_exec_refuses_tools_before_judging_their_shape(
+    autojump_clock: MockClock, tmp_path: Path, backend: ScriptedBackend
+) -> None:
+    """With exec, tools cannot run at all, so that is what a client hears first, even for a
+    tool named like one of Codex's own (what Codex as a client offers)."""
+    body = chat_body(tools=[{"type": "function", "function": {"name": "exec_command"}}])
+    async with running_app(tmp_path, backend) as app:
+        r = await app.test_client().post("/v1/chat/completions", json=body)
+        assert r.status_code == 400
+        error = (await r.get_json())["error"]
+        assert (error["param"], error["code"]) == ("tools", "unsupported_parameter")
     assert backend.runs == []

@@ -22,7 +22,7 @@ from ..openai.tools import (
     chat_tools,
     check_chat_tool_messages,
     choice_instruction,
-    refuse_tools,
+    refuse_offered_tools,
     trailing_tool_outputs,
 )
 from ..run.runner import RunHandle
@@ -43,10 +43,10 @@ def register_chat(app: QuartTrio, service: Service) -> None:
         body = await read_json_body(settings.max_body_bytes)
         req = parse_model(ChatCompletionRequest, body)
         record.model = req.model
+        if settings.backend != "app-server":
+            refuse_offered_tools(req.tools, req.tool_choice)
         check_chat_tool_messages(req.messages)
         tools = chat_tools(req.tools, req.tool_choice)
-        if settings.backend != "app-server":
-            refuse_tools(tools)
         options = service.options(req.model, req.x_codex, req.reasoning_effort)
         output = response_format(req.response_format)
         stop = parse_stop(req.stop)

@@ -41,7 +41,7 @@ from ..openai.responses.ids import (
 )
 from ..openai.responses.request import echo_fields, parse_responses_request, plan_run
 from ..openai.responses.wire import ResponseBuilder, ResponsesRenderer
-from ..openai.tools import RESPONSES_NOT_YET, refuse_tools, responses_tools
+from ..openai.tools import RESPONSES_NOT_YET, refuse_offered_tools
 from ..run.events import Usage
 from ..run.threads import RunLease, ThreadLocks
 from ..service import Service
@@ -62,7 +62,7 @@ def register_responses(app: QuartTrio, service: Service, locks: ThreadLocks) -> 
         body = await read_json_body(settings.max_body_bytes)
         req = parse_responses_request(body)
         record.model = req.model
-        refuse_tools(responses_tools(req.tools, req.tool_choice), RESPONSES_NOT_YET)
+        refuse_offered_tools(req.tools, req.tool_choice, RESPONSES_NOT_YET)
         binding = key_binding(current_caller().api_key)
         previous = _previous(codec, req.previous_response_id, binding)
         options = service.options(

@@ -314,3 +314,14 @@ def refuse_tools(tools: ToolSet, why: str = EXEC_CANNOT) -> None:
         param="tools",
         code="unsupported_parameter",
     )
+
+
+def refuse_offered_tools(tools: object, tool_choice: object, why: str = EXEC_CANNOT) -> None:
+    """The same 400 before the tools are validated: where tools cannot run at all, a client
+    learns that first (Codex as a client, say, offers tools named like Codex's own)."""
+    if isinstance(tools, list) and tools and tool_choice != "none":
+        raise InvalidRequestError(
+            why + " Send the request without tools, or with tool_choice 'none'.",
+            param="tools",
+            code="unsupported_parameter",
+        )
