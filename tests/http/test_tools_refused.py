@@ -60,7 +60,7 @@ async def test_tools_are_refused_not_dropped(
         (
             "/v1/responses",
             {"model": "gpt-test", "input": "hi", "tools": [TOOL_RESPONSES], "tool_choice": "x"},
-            "tools",  # /v1/responses has no function calling yet: refused before validation
+            "tool_choice",
         ),
     ],
 )
@@ -81,17 +81,17 @@ async def test_malformed_tools_name_the_field(
     assert backend.runs == []
 
 
-async def test_responses_refuses_tools_on_app_server_too(
+async def test_exec_refuses_responses_tools_and_says_where_they_work(
     autojump_clock: MockClock, tmp_path: Path, backend: ScriptedBackend
 ) -> None:
-    """Function calling works on chat completions only: /v1/responses says so, and where."""
+    """With exec, /v1/responses refuses tools as chat does, naming the backend that runs them."""
     body = {"model": "gpt-test", "input": "hi", "tools": [TOOL_RESPONSES]}
-    async with running_app(tmp_path, backend, backend_name="app-server") as app:
+    async with running_app(tmp_path, backend) as app:
         r = await app.test_client().post("/v1/responses", json=body)
         assert r.status_code == 400
         error = (await r.get_json())["error"]
     assert (error["param"], error["code"]) == ("tools", "unsupported_parameter")
-    assert "/v1/chat/completions" in error["message"]
+    assert "CODEX_BACKEND=app-server" in error["message"]
     assert backend.runs == []
 
 

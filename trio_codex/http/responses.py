@@ -18,12 +18,25 @@ Guarantees:
   lease, one of the run's resources, released once its process is gone;
 * ``usage`` is the request's own, also on a resumed thread;
 * threads are persisted unless a new conversation asks ``store: false``; continuations always
-  write to their (already persisted) thread.
+  write to their (already persisted) thread;
+* client tools (``tools``, app-server only; ``exec`` refuses them with 400
+  ``unsupported_parameter``): a response whose model calls them ends with its
+  ``function_call`` items and parks the run, holding its slot and its thread, for up to
+  ``CODEX_TOOL_RESULT_TIMEOUT``. A request of the same key whose trailing
+  ``function_call_output`` items answer exactly those calls resumes it (the waiting path,
+  ``x-trio-codex-tool-path: waiting``; the thread lock does not refuse it): its response is the
+  rest of the turn, with its own id, continuable, and its own usage. Otherwise the results are
+  replayed (``replay``): in a new thread whose prompt carries the history, or, with
+  ``previous_response_id``, as the next user input of that thread (``thread/resume``). Results
+  that nothing reachable asked for, or that answer a waiting turn's calls only in part, are a
+  400 naming the field before any process starts (``WaitingResponses``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import trio
@@ -31,6 +44,7 @@ from quart.typing import ResponseReturnValue
 from quart_trio import QuartTrio
 
 from ..codex.rollout import may_have_rollout, read_thread_totals
+from ..errors import InvalidRequestError
 from ..openai.chat import now
 from ..openai.responses.ids import (
     ResponseIdCodec,
@@ -39,11 +53,18 @@ from ..openai.responses.ids import (
     key_binding,
     previous_not_found,
 )
-from ..openai.responses.request import echo_fields, parse_responses_request, plan_run
+from ..openai.responses.request import (
+    check_orphan_outputs,
+    echo_fields,
+    parse_responses_request,
+    plan_run,
+)
 from ..openai.responses.wire import ResponseBuilder, ResponsesRenderer
-from ..openai.tools import RESPONSES_NOT_YET, refuse_offered_tools
+from ..openai.tools import TOOL_PATH_HEADER, refuse_offered_tools, responses_tools
 from ..run.events import Usage
+from ..run.runner import CodexRunner, RunHandle
 from ..run.threads import RunLease, ThreadLocks
+from ..run.tools import ToolOutput
 from ..service import Service
 from .access import current_caller, current_record
 from .body import read_json_body
@@ -54,6 +75,7 @@ def register_responses(app: QuartTrio, service: Service, locks: ThreadLocks) -> 
     """Add ``POST /v1/responses`` (and ``/responses``) to ``app``."""
     settings = service.settings
     codec = ResponseIdCodec(settings.response_id_secret)
+    waiting = WaitingResponses()
 
     @app.post("/v1/responses")
     @app.post("/responses")
@@ -62,33 +84,49 @@ def register_responses(app: QuartTrio, service: Service, locks: ThreadLocks) -> 
         body = await read_json_body(settings.max_body_bytes)
         req = parse_responses_request(body)
         record.model = req.model
-        refuse_offered_tools(req.tools, req.tool_choice, RESPONSES_NOT_YET)
-        binding = key_binding(current_caller().api_key)
+        if settings.backend != "app-server":
+            refuse_offered_tools(req.tools, req.tool_choice)
+        tools = responses_tools(req.tools, req.tool_choice)
+        caller = current_caller()
+        binding = key_binding(caller.api_key)
         previous = _previous(codec, req.previous_response_id, binding)
         options = service.options(
             req.model, req.x_codex, req.reasoning.effort if req.reasoning else None
         )
         plan = plan_run(req)
         thread = previous.thread_id if previous is not None else None
-        persist = thread is not None or req.store is not False
-
-        lease = RunLease(locks)
-        async with contextlib.AsyncExitStack() as resources:
-            resources.callback(lease.release)
-            baseline = Usage()
-            if previous is not None and thread is not None:
-                lease.claim(thread)
-                baseline = await _baseline(settings.codex_home, thread, previous)
-            spec = await service.prepare(
-                plan.prompt,
-                options,
-                resources,
-                param="input",
-                output_schema=plan.output.schema,
-                resume_thread_id=thread,
-                persist=persist,
-            )
-            handle = await service.start(app.nursery, spec, resources)
+        # Whoever may resume a waiting turn: the API key (anyone when auth is off).
+        owner = caller.label or "auth-off"
+        parked = waiting.claim(service.runner, owner, plan.outputs, thread)
+        if parked is None and thread is None:
+            check_orphan_outputs(plan)  # nothing this request can reach made those calls
+        echo = echo_fields(req, options.reasoning_effort)
+        if parked is not None:
+            # The turn that made the calls goes on; its run keeps holding its thread.
+            parked.handle.resume(list(plan.outputs))
+            handle = parked.handle
+            thread, persist, baseline = parked.thread_id, parked.persist, parked.total
+            lease = RunLease(locks)  # holds nothing: the waiting run's lease keeps the thread
+        else:
+            persist = thread is not None or req.store is not False
+            lease = RunLease(locks)
+            async with contextlib.AsyncExitStack() as resources:
+                resources.callback(lease.release)
+                baseline = Usage()
+                if previous is not None and thread is not None:
+                    lease.claim(thread)
+                    baseline = await _baseline(settings.codex_home, thread, previous)
+                spec = await service.prepare(
+                    plan.prompt,
+                    options,
+                    resources,
+                    param="input",
+                    output_schema=plan.output.schema,
+                    resume_thread_id=thread,
+                    persist=persist,
+                    tools=tools,
+                )
+                handle = await service.start(app.nursery, spec, resources)
         record.bind(handle)
 
         def mint(thread_id: str | None, totals: Usage | None) -> str:
@@ -98,20 +136,108 @@ def register_responses(app: QuartTrio, service: Service, locks: ThreadLocks) -> 
             return codec.encode(ResponseRef(keep, totals), binding)
 
         renderer = ResponsesRenderer(
-            ResponseBuilder(
-                echo_fields(req, options.reasoning_effort),
-                created_at=now(),
-                final_only=plan.output.final_only,
-            ),
+            ResponseBuilder(echo, created_at=now(), final_only=plan.output.final_only),
             mint,
             streaming=bool(req.stream),
             thread_id=thread,
             await_thread=persist and thread is None,
             baseline=baseline,
         )
+
+        def park(run: RunHandle, call_ids: tuple[str, ...]) -> None:
+            total = run.transcript.usage or renderer.baseline
+            waiting.park(service.runner, run, owner, call_ids, persist, total)
+
+        headers = {}
+        if plan.outputs:
+            headers[TOOL_PATH_HEADER] = "waiting" if parked is not None else "replay"
         if req.stream:
-            return stream_response(handle, renderer, record, keepalive=settings.keepalive_interval)
-        return await answer_run(handle, renderer, record)
+            response = stream_response(
+                handle, renderer, record, keepalive=settings.keepalive_interval, park=park
+            )
+            response.headers.update(headers)
+            return response
+        return await answer_run(handle, renderer, record, park=park), 200, headers
+
+
+@dataclasses.dataclass(frozen=True)
+class ParkedResponse:
+    """A run whose response handed tool calls to the client, waiting for their results."""
+
+    handle: RunHandle
+    owner: str
+    calls: tuple[str, ...]
+    #: The run's thread, and whether responses on it may be continued.
+    thread_id: str | None
+    persist: bool
+    #: The run's cumulative usage when it was parked: the continuation's usage baseline.
+    total: Usage
+
+
+class WaitingResponses:
+    """The Responses side of parked runs (the runner's registry holds the runs themselves):
+    the thread, usage baseline and calls of each, so that a continuation can resume a waiting
+    turn on the thread it holds, and a mismatch is refused before any process starts.
+
+    ``claim`` guarantees: the waiting run is resumed only by its owner, only with results for
+    exactly its calls (any order), and only on its own thread when ``previous_response_id``
+    names one; results that answer some of a waiting run's calls but not exactly those, or
+    that continue a thread whose turn waits for other calls, are a 400 naming ``input``.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[int, ParkedResponse] = {}
+
+    def park(
+        self,
+        runner: CodexRunner,
+        handle: RunHandle,
+        owner: str,
+        calls: tuple[str, ...],
+        persist: bool,
+        total: Usage,
+    ) -> None:
+        self._prune()
+        runner.park(handle, owner, calls)
+        if handle.parked:
+            thread = handle.transcript.thread_id
+            self._runs[id(handle)] = ParkedResponse(handle, owner, calls, thread, persist, total)
+
+    def _prune(self) -> None:
+        for key, parked in list(self._runs.items()):
+            if not parked.handle.parked or parked.handle.done.is_set():
+                del self._runs[key]
+
+    def claim(
+        self,
+        runner: CodexRunner,
+        owner: str,
+        outputs: Sequence[ToolOutput],
+        thread: str | None,
+    ) -> ParkedResponse | None:
+        self._prune()
+        answered = [o.call_id for o in outputs]
+        mine = [p for p in self._runs.values() if p.owner == owner]
+        touched = next((p for p in mine if set(p.calls) & set(answered)), None)
+        on_thread = next((p for p in mine if thread is not None and p.thread_id == thread), None)
+        target = touched or on_thread
+        if target is None or not answered:
+            return None  # a message on a parked thread: the thread lock answers (409)
+        if sorted(target.calls) != sorted(answered) or (
+            thread is not None and target.thread_id != thread
+        ):
+            raise InvalidRequestError(
+                "Invalid value for 'input': a response of yours waits for the results of the "
+                f"calls {', '.join(target.calls)}; this input's trailing function_call_output "
+                f"items answer {', '.join(answered) or 'none'}. Answer exactly those calls, "
+                "in one request (on the thread of the response that made them).",
+                param="input",
+                code="invalid_value",
+            )
+        if runner.claim(owner, answered) is not target.handle:
+            return None
+        del self._runs[id(target.handle)]
+        return target
 
 
 def _previous(

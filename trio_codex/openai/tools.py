@@ -298,10 +298,6 @@ EXEC_CANNOT: Final = (
     "Function calling (tools) is not supported by this server's Codex backend: "
     "'codex exec' cannot offer your tools to the model (CODEX_BACKEND=app-server can)."
 )
-RESPONSES_NOT_YET: Final = (
-    "Function calling (tools) is not offered on /v1/responses yet; use /v1/chat/completions "
-    "(with CODEX_BACKEND=app-server)."
-)
 
 
 def refuse_tools(tools: ToolSet, why: str = EXEC_CANNOT) -> None:

@@ -267,6 +267,13 @@ class CodexRunner:
         for call_id in call_ids:
             self._parked[(owner, call_id)] = handle
 
+    def parked_for(self, owner: str, call_id: str) -> RunHandle | None:
+        """The run of ``owner`` parked on ``call_id``, left in the registry (None if none)."""
+        handle = self._parked.get((owner, call_id))
+        if handle is None or not handle.parked or handle.done.is_set():
+            return None
+        return handle
+
     def claim(self, owner: str, call_ids: list[str]) -> RunHandle | None:
         """The parked run of ``owner`` that waits for exactly ``call_ids`` (any order), taken
         out of the registry; None when there is none (expired, another process, a restart)."""

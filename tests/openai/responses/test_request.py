@@ -61,18 +61,17 @@ def test_messages_and_instructions_keep_roles_and_order() -> None:
 @pytest.mark.parametrize(
     ("items", "param"),
     [
-        ([{"type": "function_call_output", "call_id": "call_1", "output": "x"}], "input[0]"),
         (
             [
                 {"role": "user", "content": "a"},
                 {"role": "user", "content": "b"},
                 {"role": "assistant", "content": "c"},
-                {"type": "function_call_output", "call_id": "c", "output": "x"},
+                {"type": "function_call_output", "call_id": "c", "output": 3},
             ],
-            "input[3]",
+            "input[3].output",
         ),
         ([{"type": "item_reference", "id": "msg_1"}], "input[0]"),
-        ([{"type": "function_call", "name": "f", "arguments": "{}"}], "input[0]"),
+        ([{"type": "function_call", "name": "f", "arguments": "{}"}], "input[0].call_id"),
         (["text"], "input[0]"),
         ([{"role": "tool", "content": "x"}], "input[0].role"),
         ([{"role": "user"}], "input[0].content"),
@@ -89,7 +88,8 @@ def test_messages_and_instructions_keep_roles_and_order() -> None:
 def test_items_the_server_cannot_honour_are_400_naming_them(
     items: list[Any], param: str | None
 ) -> None:
-    """Tool outputs, unknown items, bad roles and parts are refused naming the item or part."""
+    """Malformed tool items, unknown items, bad roles and parts are refused naming the item,
+    part or field."""
     with pytest.raises(InvalidRequestError) as bad:
         input_turns(items)
     assert bad.value.status_code == 400

@@ -8,11 +8,17 @@ Input: ``input`` is a string (one user message) or a list of items. Message item
 ``"message"`` or absent) have a ``role`` (``user``, ``assistant``, ``system``, ``developer``)
 and ``content`` as a string or a list of ``input_text`` / ``output_text`` / ``refusal`` /
 ``input_image`` parts. ``reasoning`` items (a previous response's output passed back) are
-accepted and skipped: the thread, or the messages, carry what they led to. Every other item
-is refused with a 400 whose ``param`` names it (``input[3]``): the server never offers tools to
-the model, so a ``function_call_output`` answers a call it never made. ``instructions`` become
-a developer message ahead of the input; an input with no text (empty or whitespace only) and no
-image is refused (``input``, or ``input[i].content`` for a lone message item). Fields the server cannot honour at all (``background``,
+accepted and skipped: the thread, or the messages, carry what they led to. ``function_call``
+items (``call_id``, ``name``, ``arguments``: a call the model made, echoed back by a client that
+keeps the history) become the assistant's turn; ``function_call_output`` items (``call_id``,
+``output`` as a string or ``input_text`` parts) become ``tool`` turns, and those after the last
+message are the plan's ``outputs`` (what a waiting turn takes). A call answered twice, or an
+output that is not text, is a 400 naming it; an output whose call is not in the input is an
+``orphan``, refused by the route unless a previous response or a waiting turn made the call.
+Every other item is refused with a 400 whose ``param`` names it (``input[3]``).
+``instructions`` become a developer message ahead of the input; an input with no text (empty or
+whitespace only), no image and no tool result is refused (``input``, or ``input[i].content``
+for a lone message item). Fields the server cannot honour at all (``background``,
 ``conversation``, ``prompt`` templates) are refused; every other field is accepted, and echoed
 where the ``Response`` object has it.
 """
@@ -25,6 +31,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from ...errors import InvalidRequestError
+from ...run.tools import ToolOutput
 from ..formats import OutputFormat, text_format
 from ..prompt import ImagePart, Prompt, Turn, check_not_empty, render
 from ..schemas import Open, ReasoningEffort, XCodex, parse_model
@@ -114,22 +121,64 @@ class RunPlan:
 
     prompt: Prompt
     output: OutputFormat
+    #: The ``function_call_output`` items after the input's last message, in order: the
+    #: results a waiting turn may take (``openai.tools.ToolOutput``).
+    outputs: tuple[ToolOutput, ...] = ()
+    #: Outputs answering no ``function_call`` item of the input: ``(param, call_id)``. They
+    #: may answer a call of the previous response (its thread) or of a waiting turn; with
+    #: neither they are refused (``check_orphan_outputs``).
+    orphans: tuple[tuple[str, str], ...] = ()
 
 
 def plan_run(req: ResponsesRequest) -> RunPlan:
-    """The prompt (roles and order kept) and the output format. The prompt's length and
-    encoding are checked once, when the run is prepared (``Service.prepare``)."""
+    """The prompt (roles and order kept), the output format and the tool results. The prompt's
+    length and encoding are checked once, when the run is prepared (``Service.prepare``)."""
     output = text_format(req.text.format if req.text is not None else None)
-    turns, images = input_turns(req.input, req.instructions)
-    return RunPlan(Prompt(render(turns) + output.instruction, tuple(images)), output)
+    items = _InputItems()
+    turns, images = input_turns(req.input, req.instructions, items)
+    return RunPlan(
+        Prompt(render(turns) + output.instruction, tuple(images)),
+        output,
+        tuple(items.trailing),
+        tuple(items.orphans),
+    )
+
+
+@dataclasses.dataclass
+class _InputItems:
+    """What ``input_turns`` learns of the tool items while it flattens the input."""
+
+    calls: set[str] = dataclasses.field(default_factory=set)
+    answered: set[str] = dataclasses.field(default_factory=set)
+    trailing: list[ToolOutput] = dataclasses.field(default_factory=list)
+    orphans: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+def check_orphan_outputs(plan: RunPlan) -> None:
+    """Refuse an output for a call that nothing this request can reach made: no
+    ``function_call`` item of the input, no previous response, no waiting turn (400 naming
+    ``input[i].call_id``)."""
+    if not plan.orphans:
+        return
+    param, call_id = plan.orphans[0]
+    raise InvalidRequestError(
+        f"Invalid value for '{param}': no function_call with call_id {call_id!r} precedes it in "
+        "the input, and no response of yours waits for it. Send previous_response_id (the "
+        "response that made the call) or the function_call items themselves.",
+        param=param,
+        code="invalid_value",
+    )
 
 
 def input_turns(
-    items: str | list[Any], instructions: str | None = None
+    items: str | list[Any],
+    instructions: str | None = None,
+    tool_items: _InputItems | None = None,
 ) -> tuple[list[Turn], list[ImagePart]]:
     """Flatten ``instructions`` and ``input`` into turns; images become refs (see module doc)."""
     turns: list[Turn] = []
     images: list[ImagePart] = []
+    seen = tool_items if tool_items is not None else _InputItems()
     if instructions:
         turns.append(Turn("developer", instructions))
     ahead = len(turns)
@@ -138,6 +187,7 @@ def input_turns(
         check_not_empty(turns[ahead:], images, param="input")
         return turns, images
     messages: list[int] = []
+    results = 0
     for i, item in enumerate(items):
         where = f"input[{i}]"
         if not isinstance(item, dict):
@@ -156,27 +206,30 @@ def input_turns(
         if kind == "message":
             turns.append(_message_turn(item, where, images))
             messages.append(i)
+            seen.trailing.clear()
         elif kind == "reasoning":
             continue
+        elif kind == "function_call":
+            turns.append(_call_turn(item, where, seen))
         elif kind == "function_call_output":
-            call = item.get("call_id")
-            raise InvalidRequestError(
-                f"{where} is a function_call_output for call_id {call!r}, but this server "
-                "never offered a tool to the model, so it never made that call.",
-                param=where,
-                code="invalid_value",
-            )
+            turns.append(_output_turn(item, where, seen))
+            results += 1
         else:
             raise InvalidRequestError(
-                f"{where} has type {kind!r}, which this server cannot honour; "
-                "send message items (and reasoning items from earlier responses).",
+                f"{where} has type {kind!r}, which this server cannot honour; send message, "
+                "function_call and function_call_output items (and reasoning items from "
+                "earlier responses).",
                 param=where,
                 code="invalid_value",
             )
-    if len(turns) == ahead:
+    if not messages and not results:
         raise InvalidRequestError(
-            "input must contain at least one message.", param="input", code="invalid_value"
+            "input must contain at least one message or function_call_output.",
+            param="input",
+            code="invalid_value",
         )
+    if results:
+        return turns, images  # a tool result is something to answer, even an empty one
     # Instructions alone are not a prompt: the input must say something.
     check_not_empty(
         turns[ahead:],
@@ -184,6 +237,54 @@ def input_turns(
         param=f"input[{messages[0]}].content" if len(messages) == 1 else "input",
     )
     return turns, images
+
+
+def _call_turn(item: dict[str, Any], where: str, seen: _InputItems) -> Turn:
+    """A ``function_call`` item (a call the model made, echoed back): the assistant's turn."""
+    call_id = _string(item, "call_id", where)
+    name = _string(item, "name", where)
+    arguments = _string(item, "arguments", where)
+    seen.calls.add(call_id)
+    return Turn("assistant", f"[called tool {name} with arguments {arguments or '{}'}]")
+
+
+def _output_turn(item: dict[str, Any], where: str, seen: _InputItems) -> Turn:
+    """A ``function_call_output`` item: the client's result of a call, as a ``tool`` turn."""
+    call_id = _string(item, "call_id", where)
+    if call_id in seen.answered:
+        raise InvalidRequestError(
+            f"Invalid value for '{where}.call_id': the call {call_id!r} is answered twice.",
+            param=f"{where}.call_id",
+            code="invalid_value",
+        )
+    seen.answered.add(call_id)
+    if call_id not in seen.calls:
+        seen.orphans.append((f"{where}.call_id", call_id))
+    output = item.get("output")
+    if isinstance(output, str):
+        text = output
+    elif isinstance(output, list):
+        pieces = []
+        for j, part in enumerate(output):
+            at = f"{where}.output[{j}]"
+            kind = part.get("type") if isinstance(part, dict) else None
+            if not isinstance(part, dict) or kind != "input_text":
+                raise InvalidRequestError(
+                    f"Invalid value for '{at}': a tool result carries input_text parts only; "
+                    f"got {kind!r}.",
+                    param=at,
+                    code="invalid_value",
+                )
+            pieces.append(_string(part, "text", at))
+        text = "".join(pieces)
+    else:
+        raise InvalidRequestError(
+            f"{where}.output must be a string or a list of input_text parts.",
+            param=f"{where}.output",
+            code="missing_required_parameter" if output is None else "invalid_value",
+        )
+    seen.trailing.append(ToolOutput(call_id, text))
+    return Turn("tool", text, name=f"call_id={call_id}")
 
 
 def _message_turn(item: dict[str, Any], where: str, images: list[ImagePart]) -> Turn:
@@ -254,7 +355,7 @@ def echo_fields(req: ResponsesRequest, effort: str | None) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "instructions": req.instructions,
         "model": req.model,
-        "tools": list(req.tools) if req.tools is not None else [],
+        "tools": [_echo_tool(t) for t in req.tools] if req.tools is not None else [],
         "tool_choice": req.tool_choice if req.tool_choice is not None else "auto",
         "parallel_tool_calls": (
             req.parallel_tool_calls if req.parallel_tool_calls is not None else True
@@ -283,6 +384,20 @@ def echo_fields(req: ResponsesRequest, effort: str | None) -> dict[str, Any]:
     if isinstance(retention, str):
         fields["prompt_cache_retention"] = retention
     return fields
+
+
+def _echo_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """A function tool as the ``Response`` object lists it: every field the spec's
+    ``FunctionTool`` requires (``strict`` as the client sent it, null when absent: the server
+    does not enforce it)."""
+    if tool.get("type") != "function":
+        return dict(tool)
+    return {
+        **tool,
+        "description": tool.get("description"),
+        "parameters": tool.get("parameters"),
+        "strict": tool.get("strict"),
+    }
 
 
 def _echo_text(text: TextParam | None) -> dict[str, Any]:

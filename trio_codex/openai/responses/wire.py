@@ -18,6 +18,13 @@ stream helpers and the OpenAPI spec (WIRE.md section 4):
   (``annotations: []``, ``logprobs: []``); token deltas (``TextDelta``) stream into the open
   message of their Codex item; with ``final_only`` (structured output) only the last message
   is emitted, once the run has completed;
+* a client tool call (``ToolCallStarted``) becomes a ``function_call`` item (``id`` "fc_...",
+  ``call_id``, ``name``, ``arguments`` as JSON text, ``status: "completed"``) with
+  ``output_item.added`` (arguments ""), one ``function_call_arguments.delta``, ``.done`` and
+  ``output_item.done``, in the order the model made it, after the reasoning and messages
+  before it. Once the run waits for the result of one of them, every call of that model
+  response is known: the response is complete (``ResponsesRenderer.done``) with
+  ``status: "completed"``, and the run is parked for the client's ``function_call_output``;
 * ``response.failed`` carries ``error.code`` from the spec's ``ResponseErrorCode`` enum
   (``failure_code``) and the message; ``error`` is null otherwise.
 
@@ -44,9 +51,12 @@ from ...run.events import (
     ReasoningCompleted,
     TextDelta,
     ThreadStarted,
+    ToolCallStarted,
+    ToolCallWaiting,
     Transcript,
     Usage,
 )
+from ...run.tools import ToolCall
 from ..frames import event_frame
 from .ids import resume_error
 
@@ -206,6 +216,8 @@ class ResponseBuilder:
                 return self._message(key, text)
             case ReasoningCompleted(text=text):
                 return self._reasoning(text) if text.strip() else []
+            case ToolCallStarted(call=call):
+                return self._function_call(call)
             case _:
                 return []
 
@@ -306,6 +318,38 @@ class ResponseBuilder:
         self.output[index] = done
         return events
 
+    def _function_call(self, call: ToolCall) -> list[Event]:
+        """A client tool call as a whole ``function_call`` item: added (arguments ""), the
+        arguments in one delta, ``.done``, then the item done (``status: "completed"``)."""
+        index = len(self.output)
+        item_id = self._item_id("fc")
+        item = {
+            "id": item_id,
+            "type": "function_call",
+            "status": "in_progress",
+            "call_id": call.call_id,
+            "name": call.name,
+            "arguments": "",
+        }
+        done = {**item, "status": "completed", "arguments": call.arguments}
+        self.output.append(done)
+        where = {"item_id": item_id, "output_index": index}
+        events = [self._event("response.output_item.added", output_index=index, item=item)]
+        if call.arguments:
+            events.append(
+                self._event("response.function_call_arguments.delta", **where, delta=call.arguments)
+            )
+        return [
+            *events,
+            self._event(
+                "response.function_call_arguments.done",
+                **where,
+                name=call.name,
+                arguments=call.arguments,
+            ),
+            self._event("response.output_item.done", output_index=index, item=done),
+        ]
+
     # ------------------------------------------------------------------ endings
 
     def complete(self, usage: Mapping[str, Any] | None) -> list[Event]:
@@ -392,10 +436,6 @@ class ResponsesRenderer:
     """
 
     detach_at_turn_end = False
-    #: The Responses API has no stop sequences: the answer ends with the turn.
-    done = False
-    #: Client tools are not offered on this API yet (the route refuses them).
-    waiting_calls: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -417,11 +457,36 @@ class ResponsesRenderer:
         self._stream = ResponseStream(
             builder, lambda t: mint(t, None), thread_id=thread_id, await_thread=await_thread
         )
+        #: Client tool calls of this response, and whether the run now waits for their results.
+        self.tool_calls: list[ToolCall] = []
+        self._calls_ready = False
+        #: The run's cumulative usage when this response completed (None: not reported).
+        self.total: Usage | None = None
+
+    @property
+    def done(self) -> bool:
+        """The model's tool calls ended the response before the turn did (the Responses API
+        has no stop sequences)."""
+        return self._calls_ready
+
+    @property
+    def waiting_calls(self) -> tuple[str, ...]:
+        """The calls this response hands to the client (once the run waits for a result)."""
+        return tuple(c.call_id for c in self.tool_calls) if self._calls_ready else ()
 
     def open(self) -> bytes:
         return frames(self._stream.open())
 
     def feed(self, event: CodexEvent) -> bytes:
+        if self._calls_ready:
+            return b""
+        if isinstance(event, ToolCallStarted):
+            self.tool_calls.append(event.call)
+        elif isinstance(event, ToolCallWaiting):
+            # A wait for a call this response did not make is for results already handed in
+            # (a resumed run asks for them one by one).
+            self._calls_ready = any(c.call_id == event.call_id for c in self.tool_calls)
+            return b""
         if self.streaming:
             return frames(self._stream.feed(event))
         self.builder.feed(event)
@@ -429,6 +494,9 @@ class ResponsesRenderer:
 
     def complete(self, transcript: Transcript) -> bytes:
         total = transcript.usage
+        self.total = total
+        if total is None and self._calls_ready:
+            total = self.baseline  # Codex reports a response's usage after its tool calls
         self.usage = total.since(self.baseline) if total is not None else None
         wire = responses_usage(self.usage) if self.usage is not None else None
         if self.streaming:
