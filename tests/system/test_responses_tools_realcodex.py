@@ -134,3 +134,67 @@ async def test_real_codex_responses_replay_resumes_the_thread_after_the_timeout(
     text = json.dumps(replay["input"])
     assert "result 1" in text
     assert "result 2" in text
+
+
+@pytest.mark.parametrize("model_kind", ["responses", "chat"])
+async def test_openai_agents_runs_a_function_tool(
+    tmp_path: Path,
+    upstream: FakeUpstream,
+    start_server: ServerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    model_kind: str,
+) -> None:
+    """An ``Agent`` with a ``@function_tool`` through ``Runner.run``: the model calls the tool,
+    the agent runs it and sends the history back itself (function_call + function_call_output
+    items on Responses, tool messages on chat), which resumes the waiting turn; the final
+    output quotes the tool's result."""
+    pytest.importorskip("agents")
+    monkeypatch.setenv("OPENAI_AGENTS_DISABLE_TRACING", "1")
+    server = await _serve(tmp_path, upstream, start_server)
+    ran: list[str] = []
+
+    def recipe() -> str:
+        import asyncio
+
+        from agents import (
+            Agent,
+            OpenAIChatCompletionsModel,
+            OpenAIResponsesModel,
+            Runner,
+            function_tool,
+            set_tracing_disabled,
+        )
+        from openai import AsyncOpenAI
+
+        set_tracing_disabled(True)
+
+        @function_tool
+        def get_weather(city: str) -> str:
+            """The weather in a city."""
+            ran.append(city)
+            return f"Sunny in {city}"
+
+        async def main() -> str:
+            async with AsyncOpenAI(
+                base_url=server.v1, api_key="sk-anything", max_retries=0
+            ) as client:
+                model = (
+                    OpenAIResponsesModel(model="fake-model", openai_client=client)
+                    if model_kind == "responses"
+                    else OpenAIChatCompletionsModel(model="fake-model", openai_client=client)
+                )
+                agent = Agent(
+                    name="helper", instructions="Be brief.", model=model, tools=[get_weather]
+                )
+                result = await Runner.run(agent, "Weather? [[fake:call_tool=get_weather]]")
+                return str(result.final_output)
+
+        return asyncio.run(main())
+
+    final = await in_thread(recipe, fail_after=120)
+    assert ran == ["example"]
+    assert final == "Tool finished. Output: Sunny in example"
+    # One Codex turn: the second upstream request is the waiting turn going on.
+    requests = upstream.responses_requests()
+    assert len(requests) == 2
+    assert requests[1]["body"]["input"][-1]["type"] == "function_call_output"
