@@ -57,7 +57,7 @@ def _first(url: str, *, stream: bool) -> Any:
             return events.get_final_response()
 
 
-def _results(response: Any) -> list[dict[str, Any]]:
+def _results(response: Any) -> list[Any]:
     calls = [item for item in response.output if item.type == "function_call"]
     return [
         {"type": "function_call_output", "call_id": call.call_id, "output": f"result {n}"}
