@@ -1,6 +1,12 @@
-"""``python -m trio_codex``: serve with Hypercorn on trio (``--bind``, ``--graceful-timeout``).
+"""``trio-codex`` / ``python -m trio_codex``: ``serve`` (also the bare command), ``doctor``,
+``codex``.
 
-Logs ``listening on http://host:port`` once the sockets are bound (``--bind 127.0.0.1:0`` picks a
+``serve`` serves with Hypercorn on trio; its options (``trio_codex.options``) are ``--host``,
+``--port``, ``--bind``, ``--workers`` (1 only), ``--log-level``, ``--graceful-timeout``,
+``--env-file`` / ``--no-env-file`` and one per setting. The ``.env`` file and the options become
+environment variables of this process before the settings are read, so they act exactly as
+exported variables would. A bad value is one line on stderr and exit ``REFUSED`` (2).
+Logs ``listening on http://host:port`` once the sockets are bound (``--port 0`` picks a
 free port). On SIGINT or SIGTERM it stops accepting, gives in-flight requests
 ``--graceful-timeout`` seconds, then cancels them, which kills their Codex process groups
 (SIGTERM, ``CODEX_KILL_GRACE_SECONDS``, SIGKILL). The first signal logs what it waits for and
@@ -13,7 +19,6 @@ are stopped and the process exits anyway (the reaper sidecar sweeps anything lef
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -28,6 +33,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
+from . import options
 from .api import components, create_app
 from .logs import HYPERCORN_LOGGER, configure_logging
 from .run.runner import CodexRunner
@@ -50,6 +56,8 @@ def connection_read_timeout(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     command = sys.argv[1:] if argv is None else argv
+    if command[:1] == ["serve"]:
+        return serve_main(command[1:])
     if command[:1] == ["doctor"]:  # `trio-codex doctor`: what is missing (trio_codex/doctor.py)
         from . import doctor
 
@@ -58,25 +66,31 @@ def main(argv: list[str] | None = None) -> int:
         from .codex import passthrough
 
         return passthrough.main(command[1:])
-    parser = argparse.ArgumentParser(prog="python -m trio_codex", description=__doc__)
-    parser.add_argument("--bind", default="127.0.0.1:8000", help="host:port (default %(default)s)")
-    parser.add_argument(
-        "--graceful-timeout",
-        type=float,
-        default=10.0,
-        help="seconds in-flight requests get after SIGTERM/SIGINT (default %(default)s)",
-    )
-    args = parser.parse_args(argv)
+    return serve_main(command)
+
+
+def serve_main(argv: list[str]) -> int:
+    """``trio-codex serve``: serve until SIGTERM/SIGINT; 0 after a graceful stop, ``REFUSED``
+    (one line on stderr) when an option, the ``.env`` file or a setting is bad."""
+    args = options.build_parser().parse_args(argv)  # bad usage: argparse's exit 2 (REFUSED)
     make_undumpable()  # no Codex command of the same user may read our environment or memory
     try:
+        bind = options.bind_address(args)
+        options.check_workers(args)
+        environ = options.serve_environment(args, os.environ, options.read_env_file(args))
+        # The settings, Codex's environment and any child see one environment.
+        os.environ.update(environ)
         settings, version = load_settings()
     except SettingsError as exc:
         print(f"trio_codex: configuration error: {exc}", file=sys.stderr)  # noqa: T201
         return REFUSED
     configure_logging(settings, whole_process=True)
+    level = getattr(logging, args.log_level.upper())
+    logging.getLogger("trio_codex").setLevel(level)
+    logging.getLogger(HYPERCORN_LOGGER).setLevel(level)
     log.info("Codex CLI: %s", version)
     config = Config()
-    config.bind = [args.bind]
+    config.bind = [bind]
     config.graceful_timeout = args.graceful_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger(HYPERCORN_LOGGER)  # no handler of its own: no doubles
@@ -94,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         # A socket that cannot be bound (in use, no such address, a privileged port): one
         # line, not a traceback.
         print(  # noqa: T201
-            f"trio_codex: cannot listen on {args.bind}: {unbound.strerror or unbound}",
+            f"trio_codex: cannot listen on {bind}: {unbound.strerror or unbound}",
             file=sys.stderr,
         )
         return REFUSED

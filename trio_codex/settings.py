@@ -1,8 +1,10 @@
 """Server settings: read from the environment once, validated, frozen.
 
-``Settings.from_env()`` is the only place an environment variable is read. A bad value raises
-``SettingsError`` whose message names the variable and what is allowed, so the server refuses to
-start instead of misbehaving later. ``CODEX_SANDBOX_MODE=danger-full-access`` without
+``Settings.from_env()`` is the only place an environment variable is read, and it reads only the
+variables of ``SETTINGS`` (the table every other view derives from: the ``serve`` options, their
+``--help``); reading any other name is an error. A bad value raises ``SettingsError`` whose
+message names the variable and what is allowed, so the server refuses to start instead of
+misbehaving later. ``CODEX_SANDBOX_MODE=danger-full-access`` without
 ``CODEX_ALLOW_DANGER_FULL_ACCESS=1`` is such an error: the double switch guards the effective
 sandbox, not only request overrides.
 """
@@ -51,6 +53,86 @@ REASONING_EFFORTS: Final[tuple[str, ...]] = (
 #: Shortest accepted TRIO_CODEX_RESPONSE_ID_SECRET: a shorter key could be guessed offline from
 #: one response id.
 MIN_SECRET_BYTES: Final = 32
+
+@dataclasses.dataclass(frozen=True)
+class SettingDoc:
+    """One environment variable: its ``serve`` option, its default and its meaning in a line."""
+
+    env: str
+    option: str
+    default: str
+    meaning: str
+    #: A boolean: the option given alone means ``1``.
+    flag: bool = False
+
+
+def _doc(env: str, option: str, default: str, meaning: str, *, flag: bool = False) -> SettingDoc:
+    return SettingDoc(env, option, default, meaning, flag)
+
+
+#: Every variable ``Settings.from_env`` reads, in the README's order.
+SETTINGS: Final[tuple[SettingDoc, ...]] = (
+    _doc("PROXY_API_KEY", "--api-key", "unset (no auth)",
+         "one key or a comma-separated list clients must send (Bearer or x-api-key)"),
+    _doc("RATE_LIMIT_PER_MINUTE", "--rate-limit-per-minute", "0 (off)",
+         "requests per key (per client address without auth) in any 60 s window"),
+    _doc("CODEX_WORKDIR", "--workdir", "a new private directory",
+         "the directory Codex works in (-C); must exist"),
+    _doc("CODEX_SANDBOX_MODE", "--sandbox-mode", "read-only",
+         "read-only, workspace-write or danger-full-access (that needs "
+         "--allow-danger-full-access too)"),
+    _doc("CODEX_REASONING_EFFORT", "--reasoning-effort", "Codex's default",
+         "one of: " + ", ".join(REASONING_EFFORTS)),
+    _doc("CODEX_LOCAL_ONLY", "--local-only", "0",
+         "refuse every request unless Codex's provider is on this machine", flag=True),
+    _doc("CODEX_ALLOW_DANGER_FULL_ACCESS", "--allow-danger-full-access", "0",
+         "allow danger-full-access, as the default or per request", flag=True),
+    _doc("CODEX_TIMEOUT", "--timeout", "600", "seconds a run may take once it holds a slot"),
+    _doc("CODEX_MAX_PARALLEL_REQUESTS", "--max-parallel-requests", "4",
+         "Codex processes running at once"),
+    _doc("CODEX_QUEUE_TIMEOUT_SECONDS", "--queue-timeout", "30",
+         "seconds a request may wait for a slot (0: never wait)"),
+    _doc("CODEX_PATH", "--codex-path", "codex on PATH", "the Codex CLI"),
+    _doc("CODEX_HOME", "--codex-home", "~/.codex",
+         "Codex's home (config, credentials); created (private) when missing"),
+    _doc("CODEX_IDLE_TIMEOUT", "--idle-timeout", "unset (off)",
+         "end a run that prints no event for this many seconds (504)"),
+    _doc("CODEX_SSE_KEEPALIVE_SECONDS", "--sse-keepalive", "5",
+         "seconds between keep-alive comments on a silent stream"),
+    _doc("CODEX_KILL_GRACE_SECONDS", "--kill-grace", "2",
+         "SIGTERM-to-SIGKILL grace for a Codex process group"),
+    _doc("MAX_REQUEST_BYTES", "--max-request-bytes", str(16 * 1024 * 1024),
+         "largest request body (413 above it)"),
+    _doc("CODEX_BODY_TIMEOUT_SECONDS", "--body-timeout", "60",
+         "seconds the whole request body may take to arrive (408)"),
+    _doc("CODEX_MAX_IMAGE_BYTES", "--max-image-bytes", str(20 * 1024 * 1024),
+         "largest image, after decoding"),
+    _doc("CODEX_MAX_IMAGES", "--max-images", "16", "images per request (0: none)"),
+    _doc("CODEX_ALLOW_IMAGE_FETCH", "--allow-image-fetch", "0",
+         "fetch http(s) image URLs (public addresses only)", flag=True),
+    _doc("CODEX_ENV_PASSTHROUGH", "--env-passthrough", "unset",
+         "extra environment variable names passed to Codex (comma-separated)"),
+    _doc("TRIO_CODEX_RESPONSE_ID_SECRET", "--response-id-secret", "random per process",
+         f"key binding response ids to API keys (at least {MIN_SECRET_BYTES} bytes)"),
+    _doc("CODEX_NETWORK_WAIT_SECONDS", "--network-wait", "30",
+         "end a run whose Codex has waited this long for the network (503)"),
+    _doc("CODEX_BACKEND", "--backend", "exec",
+         "exec (codex exec --json) or app-server (token streaming, client tools)"),
+    _doc("CODEX_WARM_SPARES", "--warm-spares", "0",
+         "app-server children kept spawned and initialized ahead of requests"),
+    _doc("METRICS_REQUIRE_KEY", "--metrics-require-key", "0",
+         "/metrics and the status page need an API key like the API", flag=True),
+    _doc("LOG_FORMAT", "--log-format", "text", "text or json log lines"),
+    _doc("CODEX_REASONING_DISPLAY", "--reasoning-display", "hidden",
+         "chat completions: where the reasoning summary goes: hidden, field or think"),
+    _doc("CODEX_TOOL_RESULT_TIMEOUT", "--tool-result-timeout", "300",
+         "seconds a turn that answered with tool calls waits for the results"),
+    _doc("CODEX_PROGRESS", "--progress", "0",
+         "show the commands Codex runs and the files it changes (x_codex.progress wins)",
+         flag=True),
+)
+
+_DOCUMENTED: Final = frozenset(doc.env for doc in SETTINGS)
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -112,6 +194,8 @@ class Settings:
     reasoning_display: ReasoningDisplay = "hidden"
     #: How long a run waits for the client's result of a tool call (app-server only).
     tool_result_timeout: float = 300.0
+    #: Show Codex's commands and file changes as they happen (``x_codex.progress`` wins).
+    progress: bool = False
 
     def __post_init__(self) -> None:
         if self.sandbox_mode == "danger-full-access" and not self.allow_danger_full_access:
@@ -127,11 +211,10 @@ class Settings:
         cls, environ: Mapping[str, str] | None = None, *, make_workdir: bool = True
     ) -> Settings:
         """Validate every variable; raise ``SettingsError`` naming the first bad one."""
-        env = os.environ if environ is None else environ
-        get = _Reader(env)
+        get = _Reader(os.environ if environ is None else environ)
 
-        keys = tuple(k.strip() for k in env.get("PROXY_API_KEY", "").split(",") if k.strip())
-        workdir_raw = env.get("CODEX_WORKDIR", "").strip()
+        keys = tuple(k.strip() for k in get.raw("PROXY_API_KEY").split(",") if k.strip())
+        workdir_raw = get.raw("CODEX_WORKDIR").strip()
         if workdir_raw:
             workdir = Path(workdir_raw).expanduser()
             if not workdir.is_dir():
@@ -142,7 +225,7 @@ class Settings:
         else:
             workdir = Path(tempfile.gettempdir())
 
-        codex_home_raw = env.get("CODEX_HOME", "").strip()
+        codex_home_raw = get.raw("CODEX_HOME").strip()
         codex_home = Path(codex_home_raw).expanduser() if codex_home_raw else Path.home() / ".codex"
         # Codex refuses to start when its home is missing (it does not create one that is
         # passed explicitly, and the server always passes it).
@@ -151,7 +234,7 @@ class Settings:
         except OSError as exc:
             raise SettingsError(f"CODEX_HOME: cannot create {str(codex_home)!r}: {exc}") from None
 
-        secret = env.get("TRIO_CODEX_RESPONSE_ID_SECRET", "").encode()
+        secret = get.raw("TRIO_CODEX_RESPONSE_ID_SECRET").encode()
         if secret and len(secret) < MIN_SECRET_BYTES:
             raise SettingsError(
                 f"TRIO_CODEX_RESPONSE_ID_SECRET: {len(secret)} bytes is too short; use at least "
@@ -180,7 +263,7 @@ class Settings:
             max_images=get("CODEX_MAX_IMAGES", 16, _int(minimum=0)),
             allow_image_fetch=get("CODEX_ALLOW_IMAGE_FETCH", False, _bool),
             env_passthrough=tuple(
-                n.strip() for n in env.get("CODEX_ENV_PASSTHROUGH", "").split(",") if n.strip()
+                n.strip() for n in get.raw("CODEX_ENV_PASSTHROUGH").split(",") if n.strip()
             ),
             response_id_secret=secret,
             network_wait=get("CODEX_NETWORK_WAIT_SECONDS", 30.0, _seconds()),
@@ -194,16 +277,25 @@ class Settings:
                 _choice(REASONING_DISPLAYS),  # type: ignore[arg-type]
             ),
             tool_result_timeout=get("CODEX_TOOL_RESULT_TIMEOUT", 300.0, _seconds()),
+            progress=get("CODEX_PROGRESS", False, _bool),
         )
 
 
 class _Reader:
+    """Reads the variables of ``SETTINGS`` only: a new one must be documented to be read."""
+
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
 
+    def raw(self, name: str) -> str:
+        """The value of ``name`` as set ("" when unset)."""
+        if name not in _DOCUMENTED:
+            raise AssertionError(f"{name} is read but not documented in settings.SETTINGS")
+        return self._env.get(name) or ""
+
     def __call__(self, name: str, default: T, parse: Callable[[str], T]) -> T:
-        raw = self._env.get(name)
-        if raw is None or raw.strip() == "":
+        raw = self.raw(name)
+        if raw.strip() == "":
             return default
         try:
             return parse(raw.strip())
