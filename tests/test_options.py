@@ -151,7 +151,7 @@ def test_contradicting_or_bad_addresses_are_refused(argv: tuple[str, ...], messa
 
 def test_more_than_one_worker_is_refused_with_the_reason() -> None:
     options.check_workers(_parse())
-    with pytest.raises(SettingsError, match="--workers 2: .*killed"):
+    with pytest.raises(SettingsError, match=r"--workers 2: .*killed"):
         options.check_workers(_parse("--workers", "2"))
     with pytest.raises(SettingsError, match="--workers: 0 is below"):
         options.check_workers(_parse("--workers", "0"))
@@ -172,5 +172,5 @@ def test_the_env_file(tmp_path: Path) -> None:
     other = tmp_path / "other.env"
     other.write_text("CODEX_TIMEOUT=5\n")
     assert options.read_env_file(_parse("--env-file", str(other))) == {"CODEX_TIMEOUT": "5"}
-    with pytest.raises(SettingsError, match="--env-file: .*missing.env"):
+    with pytest.raises(SettingsError, match=r"--env-file: .*missing\.env"):
         options.read_env_file(_parse("--env-file", str(tmp_path / "missing.env")))
