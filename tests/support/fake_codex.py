@@ -13,6 +13,8 @@ Modes (default ``ok``):
                   ``echo: <prompt>``), turn.completed with usage; exit 0.
 ``messages``      ``count`` agent messages ``part-<n>``, ``gap_ms`` apart.
 ``reasoning``     a reasoning item, then the answer.
+``progress``      a command_execution (started, completed with exit 0) and a file_change
+                  (started, completed), as Codex CLI 0.169.0 prints them, then the answer.
 ``fail``          error + turn.failed with ``message`` (default a 401 text); exit 1.
 ``exit``          print nothing after turn.started and exit with ``code``.
 ``hang``          after turn.started, block for ever.
@@ -166,6 +168,42 @@ def main() -> int:
             }
         )
         answer(opts.get("reply", "reasoned answer"), opts)
+    elif mode == "progress":
+        command = {
+            "id": "item_2",
+            "type": "command_execution",
+            "command": "/bin/bash -lc 'echo hi'",
+        }
+        emit(
+            {
+                "type": "item.started",
+                "item": {
+                    **command,
+                    "aggregated_output": "",
+                    "exit_code": None,
+                    "status": "in_progress",
+                },
+            }
+        )
+        emit(
+            {
+                "type": "item.completed",
+                "item": {
+                    **command,
+                    "aggregated_output": "hi\n",
+                    "exit_code": 0,
+                    "status": "completed",
+                },
+            }
+        )
+        change = {
+            "id": "item_3",
+            "type": "file_change",
+            "changes": [{"path": "notes.txt", "kind": "add"}],
+        }
+        emit({"type": "item.started", "item": {**change, "status": "in_progress"}})
+        emit({"type": "item.completed", "item": {**change, "status": "completed"}})
+        answer(opts.get("reply", "done"), opts)
     elif mode == "fail":
         message = opts.get(
             "message",

@@ -66,6 +66,51 @@ class RunRecord:
     cancelled: bool = False
 
 
+def progress_events(*, camel: bool = False) -> list[CodexEvent]:
+    """A command (``echo hi``, exit 0) and a file change (``add notes.txt``), started and
+    completed, with the item fields of ``codex exec --json`` or (``camel``) ``codex
+    app-server``."""
+    if camel:
+        command = {"id": "call_1", "type": "commandExecution", "command": "/bin/bash -lc 'echo hi'"}
+        change = {
+            "id": "call_2",
+            "type": "fileChange",
+            "changes": [{"path": "notes.txt", "kind": {"type": "add"}}],
+        }
+        return [
+            ItemEvent(
+                "started",
+                "command_execution",
+                {**command, "status": "inProgress", "exitCode": None},
+            ),
+            ItemEvent(
+                "completed",
+                "command_execution",
+                {**command, "status": "completed", "exitCode": 0, "aggregatedOutput": "hi\n"},
+            ),
+            ItemEvent("started", "file_change", {**change, "status": "inProgress"}),
+            ItemEvent("completed", "file_change", {**change, "status": "completed"}),
+        ]
+    command = {"id": "item_2", "type": "command_execution", "command": "/bin/bash -lc 'echo hi'"}
+    change = {
+        "id": "item_3",
+        "type": "file_change",
+        "changes": [{"path": "notes.txt", "kind": "add"}],
+    }
+    return [
+        ItemEvent(
+            "started", "command_execution", {**command, "status": "in_progress", "exit_code": None}
+        ),
+        ItemEvent(
+            "completed",
+            "command_execution",
+            {**command, "status": "completed", "exit_code": 0, "aggregated_output": "hi\n"},
+        ),
+        ItemEvent("started", "file_change", {**change, "status": "in_progress"}),
+        ItemEvent("completed", "file_change", {**change, "status": "completed"}),
+    ]
+
+
 class ScriptedBackend:
     """An in-process backend driven by a ``[[run:key=value;...]]`` directive in the prompt.
 
@@ -78,6 +123,9 @@ class ScriptedBackend:
     id; default the resumed thread, else ``thread-1``), ``reasoning`` (a reasoning item
     first), ``replies`` (messages separated by ``|``, instead of ``chunks`` x ``reply``),
     ``deltas`` (stream each message as that many ``TextDelta`` pieces before it completes),
+    ``progress`` (before the messages, a command that runs ``echo hi`` and a file change adding
+    ``notes.txt``, as ``ItemEvent`` items with the fields of ``exec`` (``progress=exec``) or
+    ``app-server`` (``progress=app``)),
     ``usage`` (``input,cached,output,reasoning`` of ``turn.completed``) and ``fail_late``
     (fail with this message after the messages).
 
@@ -113,6 +161,9 @@ class ScriptedBackend:
                 return ExitInfo(1, "")
             if "reasoning" in opts:
                 await emit(ReasoningCompleted("item_r", opts["reasoning"]))
+            if "progress" in opts:
+                for event in progress_events(camel=opts["progress"] == "app"):
+                    await emit(event)
             replies = (
                 opts["replies"].split("|")
                 if "replies" in opts

@@ -14,6 +14,7 @@ from quart_trio import QuartTrio
 
 from ..openai.chat import ChatRenderer
 from ..openai.formats import response_format
+from ..openai.progress import wants_progress
 from ..openai.prompt import Prompt, chat_prompt
 from ..openai.schemas import ChatCompletionRequest, parse_model
 from ..openai.stops import parse_stop
@@ -79,6 +80,7 @@ def register_chat(app: QuartTrio, service: Service) -> None:
             stop=stop,
             reasoning_display=(req.x_codex.reasoning_display if req.x_codex else None)
             or settings.reasoning_display,
+            progress=wants_progress(req.x_codex, settings.progress),
         )
         # Tool results resume the waiting turn, else replay the conversation in a new one.
         headers = {}

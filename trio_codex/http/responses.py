@@ -46,6 +46,7 @@ from quart_trio import QuartTrio
 from ..codex.rollout import may_have_rollout, read_thread_totals
 from ..errors import InvalidRequestError
 from ..openai.chat import now
+from ..openai.progress import wants_progress
 from ..openai.responses.ids import (
     ResponseIdCodec,
     ResponseIdError,
@@ -136,7 +137,12 @@ def register_responses(app: QuartTrio, service: Service, locks: ThreadLocks) -> 
             return codec.encode(ResponseRef(keep, totals), binding)
 
         renderer = ResponsesRenderer(
-            ResponseBuilder(echo, created_at=now(), final_only=plan.output.final_only),
+            ResponseBuilder(
+                echo,
+                created_at=now(),
+                final_only=plan.output.final_only,
+                progress=wants_progress(req.x_codex, settings.progress),
+            ),
             mint,
             streaming=bool(req.stream),
             thread_id=thread,

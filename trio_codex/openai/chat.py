@@ -25,6 +25,11 @@ Codex's reasoning summaries (``ReasoningCompleted``) are shown as ``reasoning_di
   block first. Stop sequences cut the answer only, never the block. With structured output
   (``response_format``) the content must stay JSON, so ``think`` acts as ``field`` there.
 
+With ``progress`` (``x_codex.progress``), the commands Codex runs and the files it changes
+(``progress.progress_note``) join the reasoning as they happen, each its own paragraph: in the
+``<think>`` block with ``think``, else in ``reasoning_content`` (also when the reasoning itself
+is ``hidden``: asking for progress is asking to see it, and the content stays the answer).
+
 Client tool calls: once the run waits for the first result (``ToolCallWaiting``), every call the
 model made in that response is known and the answer is complete (``done``): the whole answer has
 ``message.tool_calls`` (``id``, ``type: "function"``, ``function.name``, ``function.arguments``
@@ -43,6 +48,7 @@ from typing import Any
 from ..errors import ServiceError
 from ..run.events import (
     CodexEvent,
+    ItemEvent,
     ReasoningCompleted,
     ToolCallStarted,
     ToolCallWaiting,
@@ -53,6 +59,7 @@ from ..run.tools import ToolCall
 from ..settings import ReasoningDisplay
 from .formats import OutputFormat
 from .frames import DONE, data_frame
+from .progress import progress_note
 from .text import AnswerText
 
 
@@ -90,6 +97,7 @@ class ChatRenderer:
         include_usage: bool = False,
         stop: tuple[str, ...] = (),
         reasoning_display: ReasoningDisplay = "hidden",
+        progress: bool = False,
         completion_id: str | None = None,
         created: int | None = None,
     ) -> None:
@@ -99,6 +107,7 @@ class ChatRenderer:
         if reasoning_display == "think" and output.final_only:
             reasoning_display = "field"  # the content must stay what the format says
         self.reasoning_display = reasoning_display
+        self.progress = progress
         self.base = {
             "id": completion_id or new_completion_id(),
             "object": "chat.completion.chunk",
@@ -157,13 +166,14 @@ class ChatRenderer:
         self._answer_began = True
         return self._chunk({"content": text}, None)
 
-    def _reason(self, text: str) -> bytes:
-        """A reasoning summary as this renderer shows it (may be nothing)."""
-        if self.reasoning_display == "hidden" or not text:
+    def _reason(self, text: str, *, shown: bool = False) -> bytes:
+        """A reasoning summary (``shown``: a progress note) as this renderer shows it (may be
+        nothing)."""
+        if (self.reasoning_display == "hidden" and not shown) or not text:
             return b""
         first = not self._reasoning
         self._reasoning.append(text)
-        if self.reasoning_display == "field":
+        if self.reasoning_display != "think":
             return self._chunk({"reasoning_content": ("" if first else "\n\n") + text}, None)
         if self._thinking:
             return self._chunk({"content": "\n\n" + text}, None)
@@ -184,6 +194,9 @@ class ChatRenderer:
             return b""
         if isinstance(event, ReasoningCompleted):
             return self._reason(event.text)
+        if isinstance(event, ItemEvent):
+            note = progress_note(event) if self.progress else None
+            return self._reason(note, shown=True) if note else b""
         return self._content(self._answer.feed(event))
 
     def complete(self, transcript: Transcript) -> bytes:
@@ -215,7 +228,7 @@ class ChatRenderer:
         }
         if self._reasoning:
             reasoning = "\n\n".join(self._reasoning)
-            if self.reasoning_display == "field":
+            if self.reasoning_display != "think":
                 message["reasoning_content"] = reasoning
             else:
                 message["content"] = f"<think>\n{reasoning}\n</think>\n\n{self._answer.text}"

@@ -41,6 +41,8 @@ class XCodex(BaseModel):
     network_access: StrictBool | None = None
     #: Chat completions only: where the reasoning summary goes (``CODEX_REASONING_DISPLAY``).
     reasoning_display: ReasoningDisplay | None = None
+    #: Show the commands Codex runs and the files it changes (``CODEX_PROGRESS``).
+    progress: StrictBool | None = None
 
 
 class ImageURL(Open):

@@ -25,6 +25,8 @@ stream helpers and the OpenAPI spec (WIRE.md section 4):
   before it. Once the run waits for the result of one of them, every call of that model
   response is known: the response is complete (``ResponsesRenderer.done``) with
   ``status: "completed"``, and the run is parked for the client's ``function_call_output``;
+* with ``progress`` (``x_codex.progress``) each command Codex runs and each file change it
+  applies (``progress.progress_note``) is a ``reasoning`` item too, when it happens;
 * ``response.failed`` carries ``error.code`` from the spec's ``ResponseErrorCode`` enum
   (``failure_code``) and the message; ``error`` is null otherwise.
 
@@ -47,6 +49,7 @@ from typing import Any, Final
 from ...errors import ServiceError
 from ...run.events import (
     CodexEvent,
+    ItemEvent,
     MessageCompleted,
     ReasoningCompleted,
     TextDelta,
@@ -58,6 +61,7 @@ from ...run.events import (
 )
 from ...run.tools import ToolCall
 from ..frames import event_frame
+from ..progress import progress_note
 from .ids import resume_error
 
 Event = dict[str, Any]
@@ -145,12 +149,14 @@ class ResponseBuilder:
         *,
         created_at: int,
         final_only: bool = False,
+        progress: bool = False,
         clock: Callable[[], float] = time.time,
         item_id: Callable[[str], str] = new_item_id,
     ) -> None:
         self.fields = dict(fields)
         self.created_at = created_at
         self.final_only = final_only
+        self.progress = progress
         self.response_id = ""
         self.status = "in_progress"
         self.error: dict[str, str] | None = None
@@ -218,6 +224,10 @@ class ResponseBuilder:
                 return self._reasoning(text) if text.strip() else []
             case ToolCallStarted(call=call):
                 return self._function_call(call)
+            case ItemEvent() if self.progress:
+                # x_codex.progress: what Codex runs and changes, as reasoning (progress.py).
+                note = progress_note(event)
+                return self._reasoning(note) if note else []
             case _:
                 return []
 
