@@ -19,27 +19,27 @@ class RecordingEnv(Mapping[str, str]):
     """An environment that remembers every name it was asked for."""
 
     def __init__(self, values: Mapping[str, str]) -> None:
-        self.values = dict(values)
+        self.env = dict(values)
         self.read: set[str] = set()
 
     def __getitem__(self, name: str) -> str:
         self.read.add(name)
-        return self.values[name]
+        return self.env[name]
 
     def get(self, name: str, default: object = None) -> object:  # type: ignore[override]
         self.read.add(name)
-        return self.values.get(name, default)
+        return self.env.get(name, default)
 
     def __contains__(self, name: object) -> bool:
         if isinstance(name, str):
             self.read.add(name)
-        return name in self.values
+        return name in self.env
 
     def __iter__(self) -> Iterator[str]:
         raise AssertionError("Settings.from_env must ask for names, not list the environment")
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.env)
 
 
 def _variables_read(tmp_path: Path) -> set[str]:
