@@ -136,6 +136,7 @@ def create_app(
     live = LiveRequests(quiet=_PUBLIC | OPS_ROUTES)
     metrics = Metrics(readiness, in_flight=lambda: live.count.value)
     hooks = (*hooks, metrics.observe, live.finished)
+    runner.on_tool_timeout.append(metrics.tool_timeout)
     parts = Components(service, runner, ThreadLocks(), reaper, readiness, metrics, live)
     app.extensions["trio_codex"] = parts
     rate = RateLimiter(settings.rate_limit_per_minute)

@@ -254,3 +254,29 @@ async def test_a_codex_that_does_not_exit_after_its_answer_is_killed_at_the_exit
     killed = "trio_codex_process_groups_killed_total"
     assert value(samples, killed, cause="exit_limit") == 1
     assert sum(value(samples, killed, cause=c) for c in KILL_CAUSES) == 1
+
+
+async def test_a_turn_waiting_for_tool_results_is_a_gauge_and_its_timeout_a_kill(
+    autojump_clock: MockClock, tmp_path: Path, backend: ScriptedBackend
+) -> None:
+    """A run parked on the client's tool results shows in ``runs_waiting_for_tools``; when
+    CODEX_TOOL_RESULT_TIMEOUT ends it (no request is answered then) it counts as a kill with
+    cause ``tool_result_timeout``, and the gauge is back to 0."""
+    tools = [{"type": "function", "function": {"name": "get_weather"}}]
+    async with running_app(
+        tmp_path, backend, backend_name="app-server", tool_result_timeout=30.0
+    ) as app:
+        r = await app.test_client().post(
+            CHAT, json=chat_body("[[run:call=get_weather]]", tools=tools)
+        )
+        assert (await r.get_json())["choices"][0]["finish_reason"] == "tool_calls"
+        await trio.testing.wait_all_tasks_blocked()
+        parked = await scrape(app)
+        await settle(app)
+        ended = await scrape(app)
+    assert value(parked, "trio_codex_runs_waiting_for_tools") == 1
+    assert value(parked, "trio_codex_runs_running") == 1
+    assert value(parked, "trio_codex_process_groups_killed_total", cause="tool_result_timeout") == 0
+    assert value(ended, "trio_codex_runs_waiting_for_tools") == 0
+    assert value(ended, "trio_codex_process_groups_killed_total", cause="tool_result_timeout") == 1
+    assert value(ended, "trio_codex_process_groups_killed_total", cause="disconnect") == 0

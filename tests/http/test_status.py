@@ -54,7 +54,7 @@ async def test_a_running_request_shows_with_its_age_then_moves_to_recent(
         await trio.testing.wait_all_tasks_blocked()
         idle = await status(app, **auth)
     key = key_fingerprint("sk-a")
-    assert busy["slots"] == {"total": 1, "running": 1, "queued": 1}
+    assert busy["slots"] == {"total": 1, "running": 1, "queued": 1, "waiting_for_tools": 0}
     running, queued = busy["requests"]  # not this status.json request
     assert running["state"] == "running"
     assert (running["model"], running["key"], running["stream"]) == ("gpt-test", key, False)
@@ -127,3 +127,24 @@ async def test_the_status_page_follows_the_metrics_access_rule(
         # the page's own requests are not shown, nor counted as in flight
         assert (await status(app, Authorization=basic))["recent"] == []
         assert components(app).live.count.value == 0
+
+
+async def test_a_turn_waiting_for_tool_results_is_counted_in_the_slots(
+    autojump_clock: MockClock, tmp_path: Path, backend: ScriptedBackend
+) -> None:
+    """A run parked on the client's tool results holds a slot and is counted as waiting for
+    them; the count drops once the tool-result bound ends it."""
+    tools = [{"type": "function", "function": {"name": "get_weather"}}]
+    async with running_app(
+        tmp_path, backend, backend_name="app-server", tool_result_timeout=30.0
+    ) as app:
+        r = await app.test_client().post(
+            CHAT, json=chat_body("[[run:call=get_weather]]", tools=tools)
+        )
+        assert (await r.get_json())["choices"][0]["finish_reason"] == "tool_calls"
+        await trio.testing.wait_all_tasks_blocked()
+        parked = await status(app)
+        await runner_of(app).running.wait_value(0)
+        ended = await status(app)
+    assert parked["slots"] == {"total": 4, "running": 1, "queued": 0, "waiting_for_tools": 1}
+    assert ended["slots"]["waiting_for_tools"] == 0

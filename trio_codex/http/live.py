@@ -96,6 +96,7 @@ class LiveRequests:
                 "total": runner.limiter.total_tokens,
                 "running": runner.running.value,
                 "queued": runner.queued.value,
+                "waiting_for_tools": runner.waiting_for_tools,
             },
             "requests": [self._row(record, now) for record in flying],
             "recent": [_finished(o, at) for o, at in self._recent],

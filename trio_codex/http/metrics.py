@@ -6,8 +6,10 @@ apps in one process (tests, embedders) count separately. Two sources feed it:
 * ``Metrics.observe`` is a ``RequestHook``: every request's ``RequestOutcome`` counts once, when
   it is final (after its run ended), into the request counter, the latency histograms, the token
   counters and the killed-process-group counter;
+* ``Metrics.tool_timeout`` counts a run killed because the client's tool results never came
+  (no request outcome exists for it: the request that got the tool calls was answered);
 * a collector reads the live values at scrape time (requests in flight, runs holding a slot,
-  requests queued for one, slots, live process groups, readiness, what the server runs), so
+  requests queued for one, runs waiting for tool results, slots, live process groups, readiness, what the server runs), so
   they are never stale.
 
 Label values are bounded whatever clients send: ``route`` is the URL rule that matched
@@ -46,6 +48,7 @@ KILL_CAUSES: Final = (
     "stop_sequence",
     "exit_limit",
     "shutdown",
+    "tool_result_timeout",
 )
 #: The exposition's media type.
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
@@ -117,7 +120,9 @@ class Metrics:
             "trio_codex_process_groups_killed",
             "Codex process groups the server killed, by cause: timeout, network_wait, "
             "disconnect (the request was cancelled), stop_sequence (the answer ended at a stop "
-            "sequence), exit_limit (a complete answer whose Codex did not exit), shutdown.",
+            "sequence), exit_limit (a complete answer whose Codex did not exit), shutdown, "
+            "tool_result_timeout (a turn waited CODEX_TOOL_RESULT_TIMEOUT for the client's "
+            "tool results).",
             ["cause"],
             registry=registry,
         )
@@ -154,6 +159,11 @@ class Metrics:
             )
             for kind, count in zip(TOKEN_KINDS, counts, strict=True):
                 self.tokens.labels(model, key, kind).inc(count)
+
+    def tool_timeout(self) -> None:
+        """Count a run killed because the client's tool results never came (a hook of
+        ``CodexRunner.on_tool_timeout``: no request is answered when that happens)."""
+        self.killed.labels("tool_result_timeout").inc()
 
     def _model(self, model: str | None) -> str:
         if model is None:
@@ -192,6 +202,12 @@ class _LiveCollector:
             "trio_codex_requests_queued",
             "Requests waiting for a Codex slot.",
             value=runner.queued.value,
+        )
+        yield GaugeMetricFamily(
+            "trio_codex_runs_waiting_for_tools",
+            "Runs that answered with tool calls and wait, holding their slot, for the client's "
+            "results.",
+            value=runner.waiting_for_tools,
         )
         if ready.reaper is not None:
             yield GaugeMetricFamily(

@@ -254,6 +254,9 @@ class CodexRunner:
         self._active: set[RunHandle] = set()
         #: Parked runs by (owner, call id): the owner is who may resume them.
         self._parked: dict[tuple[str, str], RunHandle] = {}
+        #: Called once for each run whose group was killed because the client's tool results
+        #: never came (``CODEX_TOOL_RESULT_TIMEOUT``): the metrics count it.
+        self.on_tool_timeout: list[Callable[[], None]] = []
         #: Runs holding a slot, and requests waiting for one (awaitable: ``wait_value``).
         self.running = AsyncValue(0)
         self.queued = AsyncValue(0)
@@ -266,6 +269,11 @@ class CodexRunner:
         handle.park(call_ids)
         for call_id in call_ids:
             self._parked[(owner, call_id)] = handle
+
+    @property
+    def waiting_for_tools(self) -> int:
+        """Runs parked on the client's tool results now."""
+        return sum(1 for h in set(self._parked.values()) if h.parked and not h.done.is_set())
 
     def parked_for(self, owner: str, call_id: str) -> RunHandle | None:
         """The run of ``owner`` parked on ``call_id``, left in the registry (None if none)."""
@@ -344,6 +352,9 @@ class CodexRunner:
                 finally:
                     self._active.discard(handle)
                     self._unpark(handle)
+                    if handle.tools is not None and handle.tools.timed_out:
+                        for hook in self.on_tool_timeout:
+                            hook()
                     self.limiter.release_on_behalf_of(handle)
                     self.running.value -= 1
         finally:

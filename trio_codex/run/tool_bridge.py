@@ -26,6 +26,8 @@ class ToolBridge:
     def __init__(self, timeout: float = math.inf) -> None:
         self.timeout = timeout
         self.waiting: str | None = None
+        #: ``get`` gave up on a call (the client's results never came within ``timeout``).
+        self.timed_out = False
         self._outputs: dict[str, ToolOutput] = {}
         self._changed = trio.Event()
 
@@ -43,6 +45,7 @@ class ToolBridge:
                 while call_id not in self._outputs:
                     await self._changed.wait()
         except trio.TooSlowError:
+            self.timed_out = True
             raise TimeoutError(
                 f"no result for tool call {call_id} within {self.timeout:g} s"
             ) from None
