@@ -19,8 +19,8 @@ figure is given with the baseline it is compared to, measured in the same run, a
 * server RSS: idle, per running request (Codex excluded) and per queued request, against the
   RSS of one Codex process.
 
-Usage, from the repository root: ``python -m bench.bench [--runs 30] [--requests 48]``. Takes
-about two minutes.
+Usage, from the repository root: ``python -m bench.bench [--runs 30] [--requests 48]
+[--only backends ...]``. Takes about two minutes (all sections).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Final
 
 from tests.support.codex_cli import (
     FakeUpstream,
@@ -657,19 +657,32 @@ def _rss(pid: int) -> int:
 
 # --------------------------------------------------------------------------- main
 
+SECTIONS: Final = ("latency", "backends", "throughput", "memory")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=30, help="latency samples per kind")
     parser.add_argument("--requests", type=int, default=48, help="requests per concurrency level")
+    parser.add_argument(
+        "--only",
+        choices=sorted(SECTIONS),
+        action="append",
+        help="run only this section (repeatable); default: all of them",
+    )
     args = parser.parse_args(argv)
     rows: list[Row] = []
     started = time.monotonic()
+    chosen = args.only or list(SECTIONS)
     with lab() as env:
-        latency(env, args.runs, rows)
-        backends(env, max(5, args.runs // 2), rows)
-        throughput(env, args.requests, rows)
-        memory(env, rows)
+        if "latency" in chosen:
+            latency(env, args.runs, rows)
+        if "backends" in chosen:
+            backends(env, max(5, args.runs // 2), rows)
+        if "throughput" in chosen:
+            throughput(env, args.requests, rows)
+        if "memory" in chosen:
+            memory(env, rows)
     width = max(len(r.name) for r in rows)
     print(f"{'measure':<{width}} | {'value':>12} | {'baseline':>12} | {'ratio':>6} | target / note")
     print(f"{'-' * width}-|-{'-' * 12}-|-{'-' * 12}-|-{'-' * 6}-|-{'-' * 20}")

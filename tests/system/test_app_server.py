@@ -8,6 +8,8 @@ bounded by ``trio.fail_after``; process death is checked through ``/proc`` and p
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import itertools
 import json
 import os
@@ -684,11 +686,11 @@ async def serving(backend: AppServerBackend) -> AsyncIterator[None]:
         nursery.cancel_scope.cancel()
 
 
-async def test_a_run_adopts_a_warm_spare_which_is_replaced_at_once(
+async def test_a_run_adopts_a_warm_spare_which_is_then_replaced(
     tmp_path: Path, fake_app_server: Path
 ) -> None:
     """The spare was initialized before the request; the run skips initialize and uses it; a
-    new spare is ready while the pool serves; every group is reaped at the end."""
+    new spare is ready once the turn is over; every group is reaped at the end."""
     spawned: list[int] = []
     reaped: list[int] = []
     settings = settings_for(tmp_path, fake_app_server)
@@ -714,6 +716,150 @@ async def test_a_run_adopts_a_warm_spare_which_is_replaced_at_once(
     assert info.exit_code == 0
     assert sorted(reaped) == sorted(spawned)
     assert backend.pool.adopted == 1
+
+
+def thread_starts(seen: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``thread/start`` params the fake received, in order."""
+    return [r["params"] for r in seen["requests"] if r.get("method") == "thread/start"]
+
+
+async def test_a_spare_starts_a_thread_ahead_for_the_model_of_the_last_request(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    """Before any request the spare's thread has Codex's default model; a request for another
+    model starts its own thread on the spare; the next spare's thread has that model, and the
+    next such request uses it (no ``thread/start`` of its own, the same thread id)."""
+    settings = settings_for(tmp_path, fake_app_server)
+    backend = backend_for(settings, warm_spares=1)
+    spec = RunSpec(prompt="[[codex:mode=params]]", model="gpt-test")
+    with trio.fail_after(15):
+        async with serving(backend):
+            await backend.pool.ready.wait_value(1)
+            first, _ = await run_collect(backend, spec)
+            await backend.pool.ready.wait_value(1)
+            second, _ = await run_collect(backend, spec)
+    assert backend.pool.adopted == 2
+    ahead, own = thread_starts(json.loads(transcript_of(first).text))
+    assert "model" not in ahead
+    assert own == {**ahead, "model": "gpt-test"}
+    assert ahead == {
+        "cwd": str(settings.workdir),
+        "approvalPolicy": "never",
+        "sandbox": "read-only",
+        "ephemeral": True,
+    }
+    seen = json.loads(transcript_of(second).text)
+    assert thread_starts(seen) == [own]
+    turn = [r for r in seen["requests"] if r.get("method") == "turn/start"]
+    assert [e.thread_id for e in second if isinstance(e, ThreadStarted)] == [
+        turn[0]["params"]["threadId"]
+    ]
+
+
+async def test_a_thread_started_ahead_with_the_default_model_serves_that_model(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    """The spare's thread named no model and Codex answered ``fake``: a request for ``fake``
+    uses it."""
+    backend = backend_for(settings_for(tmp_path, fake_app_server), warm_spares=1)
+    with trio.fail_after(15):
+        async with serving(backend):
+            await backend.pool.ready.wait_value(1)
+            events, _ = await run_collect(
+                backend, RunSpec(prompt="[[codex:mode=params]]", model="fake")
+            )
+    assert backend.pool.adopted == 1
+    assert [list(p) for p in thread_starts(json.loads(transcript_of(events).text))] == [
+        ["cwd", "approvalPolicy", "sandbox", "ephemeral"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "changed"),
+    [
+        (RunSpec(prompt="", sandbox="workspace-write"), {"sandbox": "workspace-write"}),
+        (
+            RunSpec(prompt="", sandbox="workspace-write", network_access=True),
+            {
+                "sandbox": "workspace-write",
+                "config": {"sandbox_workspace_write": {"network_access": True}},
+            },
+        ),
+        (RunSpec(prompt="", persist=True), {"ephemeral": False}),
+        (RunSpec(prompt="", model="gpt-test"), {"model": "gpt-test"}),
+        (RunSpec(prompt=""), {}),  # the same parameters, but the day has changed
+    ],
+    ids=["sandbox", "network", "persist", "model", "next-day"],
+)
+async def test_a_run_that_asks_for_another_thread_starts_its_own_on_the_spare(
+    tmp_path: Path, fake_app_server: Path, spec: RunSpec, changed: dict[str, Any]
+) -> None:
+    """A thread ahead is used only when it is exactly the one the run would start, on the same
+    day (Codex's context carries the date): otherwise the run starts its own on the spare."""
+    calls = itertools.count()
+    next_day = 0 if changed else 1  # the first call stamps the thread ahead, the next one checks
+
+    def today() -> datetime.date:
+        return datetime.date(2026, 1, 1) + datetime.timedelta(days=min(next(calls), next_day))
+
+    backend = backend_for(settings_for(tmp_path, fake_app_server), warm_spares=1, today=today)
+    spec = dataclasses.replace(spec, prompt="[[codex:mode=params]]")
+    with trio.fail_after(15):
+        async with serving(backend):
+            await backend.pool.ready.wait_value(1)
+            events, _ = await run_collect(backend, spec)
+    assert backend.pool.adopted == 1
+    ahead, own = thread_starts(json.loads(transcript_of(events).text))
+    assert own == {**ahead, **changed}
+
+
+async def test_an_adopted_spare_is_replaced_when_its_turn_ends(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    """Starting a Codex costs CPU a short turn needs: the replacement is spawned after the turn
+    ended (here ``warm_replace_after`` is far away), although the turn waited on the test."""
+    gate = make_fifo(tmp_path, "gate")
+    fifo = make_fifo(tmp_path)
+    seen: list[str] = []
+    backend = backend_for(
+        settings_for(tmp_path, fake_app_server),
+        on_spawn=lambda _: seen.append("spawn"),
+        warm_spares=1,
+        warm_replace_after=60,
+    )
+
+    async def emit(event: CodexEvent) -> None:
+        seen.append(type(event).__name__)
+
+    prompt = f"[[codex:mode=stream_gate;count=1;notify={fifo};gate={gate}]]"
+    with trio.fail_after(15):
+        async with serving(backend), trio.open_nursery() as nursery:
+            await backend.pool.ready.wait_value(1)
+            nursery.start_soon(backend.run, RunSpec(prompt=prompt), emit)
+            await read_notify(fifo)  # the turn is under way, held at the gate
+            await release_gate(gate)
+            await backend.pool.ready.wait_value(1)
+    assert seen.count("spawn") == 2
+    assert seen.index("spawn", 1) > seen.index("TurnCompleted")
+
+
+async def test_an_adopted_spare_whose_turn_runs_long_is_replaced_meanwhile(
+    tmp_path: Path, fake_app_server: Path
+) -> None:
+    fifo = make_fifo(tmp_path)
+    backend = backend_for(
+        settings_for(tmp_path, fake_app_server), warm_spares=1, warm_replace_after=0.1
+    )
+    with trio.fail_after(15):
+        async with serving(backend), trio.open_nursery() as nursery:
+            await backend.pool.ready.wait_value(1)
+            nursery.start_soon(
+                run_collect, backend, RunSpec(prompt=f"[[codex:mode=hang;notify={fifo}]]")
+            )
+            await read_notify(fifo)
+            await backend.pool.ready.wait_value(1)  # while the turn still hangs
+            assert backend.pool.adopted == 1
+            nursery.cancel_scope.cancel()
 
 
 async def test_without_serve_a_run_starts_its_own_child(

@@ -8,8 +8,15 @@ its own process group (``process.open_process_group``), speaks JSON-RPC to it ov
 
 Warm spares (``CODEX_WARM_SPARES``): while ``serve`` runs, that many children are kept spawned and
 initialized (``warm.WarmPool``); a run claims one when it can and skips the spawn and the
-``initialize`` round trip (APP_SERVER.md section 3.7), and the pool starts a replacement at once.
-A thread cannot be prepared ahead: it needs the request's model, sandbox and prompt.
+``initialize`` round trip (APP_SERVER.md section 3.7). Each spare also starts a thread ahead with
+the parameters the next request most likely asks for: the server's sandbox and workdir, no
+network, ephemeral, and the model of the last request (Codex's default before the first one);
+a run whose ``thread/start`` would be exactly that uses it and skips that round trip too
+(measured: the upstream request is the same as after a fresh ``thread/start``, timestamps
+aside), any other run starts its own thread on the spare. A thread started on an earlier day is
+not used (Codex puts the date in its context). The replacement spare is started once the adopted
+turn has ended, or ``REPLACE_AFTER`` seconds after the adoption if it takes longer: starting a
+Codex costs about as much CPU as a trivial turn, and on a small machine the two slow each other.
 
 Guarantees:
 
@@ -37,6 +44,8 @@ Guarantees:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime
 import importlib.metadata
 import json
 import logging
@@ -96,6 +105,10 @@ STDERR_CAP: Final = 64 * 1024
 #: answer then runs into ``rpc_timeout``).
 MAX_LINE: Final = 16 * 1024 * 1024
 PEER: Final = "codex app-server"
+#: How long after a spare's adoption its replacement starts at the latest (it starts earlier
+#: when the adopted turn ends sooner): a trivial turn takes ~50 ms of CPU after its start, a
+#: model's answer usually seconds of waiting.
+REPLACE_AFTER: Final = 0.5
 #: After the first ``item/tool/call`` of a model response: how long its other calls have to be
 #: announced before the calls are reported complete (they come within milliseconds).
 TOOL_SETTLE: Final = 0.2
@@ -167,11 +180,33 @@ class _Child:
         return ExitInfo(self.proc.returncode, self.stderr.decode("utf-8", "replace"))
 
 
+@dataclasses.dataclass(frozen=True)
+class ThreadAhead:
+    """A thread a warm spare started before any request asked for it."""
+
+    id: str
+    #: The ``thread/start`` params it was started with.
+    params: dict[str, Any]
+    #: The model Codex chose, when ``params`` name none (its default).
+    model: str | None
+    day: datetime.date
+
+    def serves(self, method: str, params: Mapping[str, Any], today: datetime.date) -> bool:
+        """It is what ``method``/``params`` would start, today."""
+        if method != "thread/start" or today != self.day:
+            return False
+        if params == self.params:
+            return True
+        return "model" not in self.params and params == {**self.params, "model": self.model}
+
+
 class WarmChild(_Child):
     """A spare app-server, initialized ahead, owned by its keeper task (``_keep_spare``)."""
 
     def __init__(self, proc: trio.Process, timeout: float, nursery: trio.Nursery) -> None:
         super().__init__(proc, timeout, nursery)
+        #: The thread started ahead, if any (see ``AppServerBackend._start_thread_ahead``).
+        self.thread: ThreadAhead | None = None
         self.claimed = False
         self.completed = False
         self.released = trio.Event()
@@ -196,7 +231,9 @@ class AppServerBackend:
 
     ``on_spawn(pgid)`` / ``on_reap(pgid)`` as for ``ExecBackend`` (the reaper uses them).
     ``rpc_timeout`` bounds every wait for an answer. ``warm_spares`` children are kept
-    initialized ahead while ``serve`` runs, and a run adopts one when it can.
+    initialized ahead while ``serve`` runs, and a run adopts one when it can; an adopted one is
+    replaced once its turn is over, or ``warm_replace_after`` seconds after its adoption.
+    ``today`` is the date a thread started ahead is stamped with and checked against.
     """
 
     def __init__(
@@ -210,6 +247,8 @@ class AppServerBackend:
         rpc_timeout: float = RPC_TIMEOUT,
         warm_spares: int | None = None,
         warm_backoff_base: float = warm.BACKOFF_BASE,
+        warm_replace_after: float = REPLACE_AFTER,
+        today: Callable[[], datetime.date] = datetime.date.today,
     ) -> None:
         self.settings = settings
         self.binary, self.binary_env = resolve_codex_binary(settings.codex_path)
@@ -223,7 +262,10 @@ class AppServerBackend:
         self.pool: WarmPool[WarmChild] = WarmPool(
             spares, self._keep_spare, backoff_base=warm_backoff_base
         )
-        self._serving = False
+        self.replace_after = warm_replace_after
+        self.today = today
+        #: The model of the last request: the one spares start their thread ahead with.
+        self.expected_model: str | None = None
 
     def argv(self) -> tuple[str, ...]:
         return app_server_argv(self.binary, local_only=self.settings.local_only)
@@ -265,6 +307,8 @@ class AppServerBackend:
 
     async def run(self, spec: RunSpec, emit: Emit) -> ExitInfo:
         output_schema = await _load_schema(spec.output_schema)
+        if spec.model is not None:
+            self.expected_model = spec.model
         spare = None if spec.tools else self.pool.take()
         if spare is not None:
             info, failure = await self._run_adopted(spare, spec, emit, output_schema)
@@ -299,7 +343,9 @@ class AppServerBackend:
         cancelled or failed), and this returns only when its group is dead."""
         completed = False
         try:
-            failure = await self._talk(spare, spec, emit, output_schema, initialized=True)
+            failure = await self._talk(
+                spare, spec, emit, output_schema, initialized=True, thread=spare.thread
+            )
             completed = failure is None
         finally:
             spare.release(completed=completed)
@@ -315,11 +361,14 @@ class AppServerBackend:
         output_schema: dict[str, Any] | None,
         *,
         initialized: bool,
+        thread: ThreadAhead | None = None,
     ) -> str | None:
         """The conversation of one run; returns a failure message, or None once the turn
         completed."""
         try:
-            await self._converse(child.conn, spec, emit, output_schema, initialized=initialized)
+            await self._converse(
+                child.conn, spec, emit, output_schema, initialized=initialized, thread=thread
+            )
         except (ProtocolError, RpcError, _RunFailed) as exc:
             failure = str(exc)
             if child.conn.closed and child.conn.error is None:
@@ -339,23 +388,28 @@ class AppServerBackend:
         output_schema: dict[str, Any] | None,
         *,
         initialized: bool,
+        thread: ThreadAhead | None = None,
     ) -> None:
         # initialize, initialized and the thread request go out together (answers come back
         # in order); the prompt waits until the configuration is known to be Codex's own.
-        init = None
-        if not initialized:
-            init = await conn.send_request(
-                "initialize",
-                initialize_params(self.client_version, experimental=bool(spec.tools)),
-            )
-            await conn.notify("initialized")
         method, params = thread_request(spec, workdir=self.settings.workdir)
-        thread_req = await conn.send_request(method, params)
-        if init is not None:
-            await _answer_of(conn, init)
-        thread_id = thread_id_of(await _answer_of(conn, thread_req))
-        if thread_id is None:
-            raise _RunFailed(f"{PEER} answered {method} without a thread id")
+        if thread is not None and thread.serves(method, params, self.today()):
+            thread_id = thread.id
+        else:
+            init = None
+            if not initialized:
+                init = await conn.send_request(
+                    "initialize",
+                    initialize_params(self.client_version, experimental=bool(spec.tools)),
+                )
+                await conn.notify("initialized")
+            thread_req = await conn.send_request(method, params)
+            if init is not None:
+                await _answer_of(conn, init)
+            started = thread_id_of(await _answer_of(conn, thread_req))
+            if started is None:
+                raise _RunFailed(f"{PEER} answered {method} without a thread id")
+            thread_id = started
         await emit(ThreadStarted(thread_id))
         await self._before_turn(conn)
 
@@ -469,10 +523,13 @@ class AppServerBackend:
     async def _hold_spare(
         self, spare: WarmChild, pool: WarmPool[WarmChild], report: Report
     ) -> None:
-        """Initialize and offer ``spare``; once a run claimed it, wait for its release."""
+        """Initialize ``spare``, start a thread on it ahead, and offer it; once a run claimed
+        it, wait for its release (reporting the adoption, so that the replacement starts, once
+        the turn is over or ``REPLACE_AFTER`` has passed)."""
         try:
             await spare.conn.request("initialize", initialize_params(self.client_version))
             await spare.conn.notify("initialized")
+            spare.thread = await self._start_thread_ahead(spare.conn)
         except (ProtocolError, RpcError) as exc:
             log.warning("a warm %s did not start: %s", PEER, exc)
             return
@@ -485,10 +542,29 @@ class AppServerBackend:
             detail = _exit_detail(spare.proc.returncode, spare.stderr)
             log.warning("a warm %s ended before use%s", PEER, detail)
             return
+        with trio.move_on_after(self.replace_after):
+            await spare.released.wait()
         report(True)
         await spare.released.wait()
         if spare.completed:
             await spare.finish()
+
+    async def _start_thread_ahead(self, conn: RpcConnection) -> ThreadAhead | None:
+        """Start the thread the next plain request most likely needs (see the module
+        docstring); None when app-server refuses it (the spare is still worth offering)."""
+        day = self.today()
+        spec = RunSpec(prompt="", model=self.expected_model, sandbox=self.settings.sandbox_mode)
+        method, params = thread_request(spec, workdir=self.settings.workdir)
+        try:
+            result = await conn.request(method, params)
+        except RpcError as exc:
+            log.info("a warm %s refused to start a thread ahead: %s", PEER, exc)
+            return None
+        thread_id = thread_id_of(result)
+        if thread_id is None:
+            return None
+        model = result.get("model")
+        return ThreadAhead(thread_id, params, model if isinstance(model, str) else None, day)
 
 
 async def _answer_of(conn: RpcConnection, pending: Pending) -> dict[str, Any]:
