@@ -19,8 +19,9 @@ from hypercorn.trio import serve
 
 from tests.support.codex_cli import FakeUpstream
 from tests.support.fakes import ScriptedBackend
-from tests.support.paths import FAKE_CODEX_SCRIPT
+from tests.support.paths import FAKE_APP_SERVER_SCRIPT, FAKE_CODEX_SCRIPT
 from tests.support.servers import SdkClientFactory, ServerFactory, sdk
+from trio_codex.settings import BACKENDS, BackendName
 
 
 @pytest.fixture
@@ -30,12 +31,23 @@ def backend() -> ScriptedBackend:
 
 @pytest.fixture(scope="session")
 def fake_codex(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fake codex as an executable whose interpreter is this test run's Python."""
-    path = tmp_path_factory.mktemp("bin") / "codex"
+    """The fake codex as an executable whose interpreter is this test run's Python; it speaks
+    ``exec`` and, through the fake app-server beside it, ``app-server``."""
+    bin_dir = tmp_path_factory.mktemp("bin")
+    path = bin_dir / "codex"
     source = FAKE_CODEX_SCRIPT.read_text()
     path.write_text(f"#!{sys.executable}\n{source}")
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    (bin_dir / "fake_app_server.py").write_text(FAKE_APP_SERVER_SCRIPT.read_text())
     return path
+
+
+@pytest.fixture(params=BACKENDS)
+def codex_backend(request: pytest.FixtureRequest) -> BackendName:
+    """Each ``CODEX_BACKEND`` in turn (ids ``exec`` and ``app-server``), for a test that runs
+    the fake codex (or the real CLI) and holds for both."""
+    name: BackendName = request.param
+    return name
 
 
 @pytest.fixture

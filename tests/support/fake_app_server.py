@@ -29,7 +29,8 @@ Turn modes (``mode=``, default ``ok``):
                   3), ``delay_ms`` apart, then ``item/completed``, usage, ``turn/completed``.
 ``reasoning``     a reasoning item (summary ``summary``) first, then ``ok``.
 ``retry``         an ``error`` with ``willRetry: true`` ("Reconnecting... 1/2"), then ``ok``.
-``fail``          ``deltas`` deltas, ``error`` + ``turn/completed`` ``failed`` with ``message``.
+``fail``          ``deltas`` deltas, ``error`` + ``turn/completed`` ``failed`` with ``message``
+                  (default: the 401 text the fake exec codex fails with).
 ``approval``      ask ``item/commandExecution/requestApproval`` (server request id 0, the same
                   number as the client's first request) and then ``item/tool/call``; the reply
                   is ``decision=<the answer's decision> tool=<the answer's error code>``.
@@ -42,6 +43,24 @@ Turn modes (``mode=``, default ``ok``):
 ``params``        the reply is the JSON of ``{"argv", "env", "pid", "requests"}``: every request
                   and notification received so far, in order.
 ``thread``        the reply is ``thread=<id> resumed=<true|false>``.
+
+The modes of the fake ``codex exec`` (``tests/support/fake_codex.py``), with the same effect where
+the protocol allows, so that one test can run on both backends:
+
+``messages``      ``count`` agent messages ``part-<n>`` (default 3), ``gap_ms`` apart; usage 5+5.
+``exit``          exit with ``code`` (default 3) right after ``turn/started``.
+``hang_ignore_term`` / ``grandchild``  ``hang`` with ``ignore_term=1`` / ``grandchild=1``.
+``close_stdout``  close stdout after ``turn/started``, notify, and keep running.
+``orphan_stdout`` start a grandchild that keeps stdout open, notify, answer ``done``; exit 0 when
+                  stdin closes, as always.
+``bigline``       a 10 MB notification (of a method trio_codex does not know), then the answer
+                  ``after big line`` (a 10 MB line that is not JSON breaks the protocol: see
+                  ``garbage``).
+``flood``         notify, then deltas of 64 KiB for ever.
+``env`` / ``argv``  the answer is the JSON of its environment / argv.
+``stdin_echo``    the answer is the prompt (what reached it on stdin).
+``slow``          the answer (default ``slow answer``) after ``delay_ms`` (default 500).
+``gate``          notify, wait for a line on the FIFO ``gate``, answer (default ``released``).
 ``tools``         call the thread's ``dynamicTools`` named in ``call`` (comma-separated; default
                   the first one) in one model response, like Codex 0.169.0 (APP_SERVER.md 7.3):
                   every ``item/started`` ``dynamicToolCall`` (id ``call_<n>``, arguments
@@ -72,6 +91,10 @@ import time
 import uuid
 
 DIRECTIVE = re.compile(r"\[\[codex:([^\]]*)\]\]")
+FAIL_401 = (
+    "unexpected status 401 Unauthorized: Incorrect API key provided: x., "
+    "url: http://127.0.0.1:1/v1/responses"
+)
 PREVIOUS_TOTAL = (100, 0, 10, 0)
 MODELS = {
     "models": [
@@ -360,7 +383,7 @@ class Turn:
             )
             self.answer(reply)
         elif mode == "fail":
-            message = opts.get("message", "stream disconnected before completion")
+            message = opts.get("message", FAIL_401)
             self.deltas(reply, count)
             error: dict[str, object] = {"message": message, "codexErrorInfo": "other"}
             self.note("error", error=error, willRetry=False)
@@ -407,11 +430,11 @@ class Turn:
         elif mode == "die":
             self.deltas(reply, count)
             os._exit(int(opts.get("code", 3)))
-        elif mode == "hang":
+        elif mode in ("hang", "hang_ignore_term", "grandchild"):
             pids = [os.getpid()]
-            if opts.get("ignore_term") == "1":
+            if opts.get("ignore_term") == "1" or mode == "hang_ignore_term":
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            if opts.get("grandchild") == "1":
+            if opts.get("grandchild") == "1" or mode == "grandchild":
                 code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(3600)"
                 child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL)
                 pids.append(child.pid)
@@ -441,8 +464,61 @@ class Turn:
         elif mode == "thread":
             resumed = self.server.threads.get(self.tid, False)
             self.answer(f"thread={self.tid} resumed={str(resumed).lower()}")
-        else:
+        elif not self.exec_mode(mode):
             self.completed("failed", {"message": f"fake app-server: unknown mode {mode}"})
+
+    def exec_mode(self, mode: str) -> bool:
+        """The modes of the fake ``codex exec`` (see the module docstring); False if unknown."""
+        opts = self.opts
+        if mode == "messages":
+            gap = int(opts.get("gap_ms", 0)) / 1000
+            for n in range(int(opts.get("count", 3))):
+                self.msg_id = f"item_{n}"
+                item = {"type": "agentMessage", "id": self.msg_id, "text": ""}
+                self.note("item/started", item=item)
+                self.deltas(f"part-{n}", 1)
+                self.note("item/completed", item={**item, "text": f"part-{n}"})
+                time.sleep(gap)
+            self.opts = {**opts, "usage": opts.get("usage", "5,0,5,0")}
+            self.usage()
+            self.completed("completed")
+        elif mode == "exit":
+            sys.stdout.flush()
+            os._exit(int(opts.get("code", 3)))
+        elif mode == "close_stdout":
+            sys.stdout.flush()
+            os.close(1)
+            notify(opts, os.getpid())
+            block()
+        elif mode == "orphan_stdout":
+            code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(3600)"
+            child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL)
+            notify(opts, os.getpid(), child.pid)
+            self.answer("done")
+        elif mode == "bigline":
+            self.note("some/future/event", blob="x" * (10 * 1024 * 1024))
+            self.answer("after big line")
+        elif mode == "flood":
+            notify(opts, os.getpid())
+            self.note("item/started", item={"type": "agentMessage", "id": self.msg_id, "text": ""})
+            while True:
+                self.note("item/agentMessage/delta", itemId=self.msg_id, delta="y" * 65536)
+        elif mode in ("env", "argv"):
+            seen = dict(os.environ) if mode == "env" else self.server.argv
+            self.answer(json.dumps(seen))
+        elif mode == "stdin_echo":
+            self.answer(self.prompt)
+        elif mode == "slow":
+            time.sleep(int(opts.get("delay_ms", 500)) / 1000)
+            self.answer(opts.get("reply", "slow answer"))
+        elif mode == "gate":
+            notify(opts, os.getpid())
+            with open(opts["gate"]) as gate:
+                gate.readline()
+            self.answer(opts.get("reply", "released"))
+        else:
+            return False
+        return True
 
 
 def main() -> int:

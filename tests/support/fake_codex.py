@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """A fake ``codex`` executable for the tests: speaks ``codex exec --json``, ``debug models`` and
-``--version`` (``codex-cli 0.0.0-fake``).
+``--version`` (``codex-cli 0.169.0-fake``); ``codex [flags] app-server`` runs the fake app-server,
+``fake_app_server.py`` beside this file (in this process: same pid, same argv), which knows the
+same modes. So one test can run the same directives on both backends.
 
 Its behaviour is picked by a directive in the prompt it reads on stdin (the only channel that
 reaches it unchanged, since the server gives Codex an allowlisted environment)::
@@ -44,10 +46,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import runpy
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 DIRECTIVE = re.compile(r"\[\[codex:([^\]]*)\]\]")
 
@@ -130,14 +134,14 @@ def answer(text: str, opts: dict[str, str]) -> None:
 def main() -> int:
     args = sys.argv[1:]
     if args == ["--version"]:  # the server checks CODEX_PATH with it at startup
-        print("codex-cli 0.0.0-fake")
+        print("codex-cli 0.169.0-fake")
         return 0
     if args[:2] == ["debug", "models"]:
         print(json.dumps(MODELS))
         return 0
-    if args == ["--version"]:
-        print("codex-cli 0.0.0-fake")
-        return 0
+    if "app-server" in args:
+        runpy.run_path(str(Path(__file__).with_name("fake_app_server.py")), run_name="__main__")
+        return 0  # not reached: it exits
     if not args or args[0] != "exec":
         print(f"fake codex: unsupported arguments {args}", file=sys.stderr)
         return 2

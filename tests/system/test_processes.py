@@ -1,4 +1,5 @@
-"""Layer 3: real processes (the fake codex) and real sockets (Hypercorn on port 0).
+"""Layer 3: real processes (the fake codex) and real sockets (Hypercorn on port 0), on both
+backends (``codex_backend``: ``exec`` and ``app-server``).
 
 Every wait is for an event (the fake's notify FIFO, a pidfd turning readable, a response
 byte), bounded by ``trio.fail_after``; process death is checked through ``/proc``.
@@ -19,20 +20,22 @@ from tests.support.harness import alive, chat_body, wait_gone
 from tests.support.servers import ServerFactory
 from trio_codex import create_app
 from trio_codex.api import components
-from trio_codex.codex.exec import EXIT_DRAIN, ExecBackend
+from trio_codex.codex.backends import CodexBackend, make_backend
+from trio_codex.codex.exec import EXIT_DRAIN
 from trio_codex.run.events import CodexEvent, Transcript
 from trio_codex.run.runner import CodexRunner, RunSpec
-from trio_codex.settings import Settings
+from trio_codex.settings import BackendName, Settings
 
 pytestmark = pytest.mark.slow
 
 
-def exec_backend(settings: Settings, **environ: str) -> ExecBackend:
+def codex_backend_of(settings: Settings, **environ: str) -> CodexBackend:
+    """The backend ``settings`` name (``CODEX_BACKEND``), with a minimal environment."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(settings.workdir), **environ}
-    return ExecBackend(settings, environ=env)
+    return make_backend(settings, environ=env, extra_env_names=())
 
 
-async def run_collect(backend: ExecBackend, prompt: str) -> tuple[Transcript, int | None]:
+async def run_collect(backend: CodexBackend, prompt: str) -> tuple[Transcript, int | None]:
     transcript = Transcript()
 
     async def emit(event: CodexEvent) -> None:
@@ -50,7 +53,7 @@ async def assert_all_dead(pids: list[int]) -> None:
 
 
 async def cancel_after_notify(
-    backend: ExecBackend, prompt: str, fifo: Path
+    backend: CodexBackend, prompt: str, fifo: Path
 ) -> tuple[list[int], float]:
     """Start a run, wait for the fake's pids, cancel; return pids and the cancel latency."""
     pids: list[int] = []
@@ -67,9 +70,13 @@ async def cancel_after_notify(
     return pids, trio.current_time() - cancelled_at
 
 
-async def test_exec_backend_runs_and_parses(tmp_path: Path, fake_codex: Path) -> None:
+async def test_the_backend_runs_and_parses(
+    tmp_path: Path, fake_codex: Path, codex_backend: BackendName
+) -> None:
     """A normal run yields the answer, the usage and exit 0; the prompt arrived on stdin."""
-    backend = exec_backend(make_settings(tmp_path, codex_path=fake_codex))
+    backend = codex_backend_of(
+        make_settings(tmp_path, codex_path=fake_codex, backend=codex_backend)
+    )
     with trio.fail_after(10):
         transcript, rc = await run_collect(backend, "ping [[codex:mode=stdin_echo]]")
     assert rc == 0
@@ -79,11 +86,13 @@ async def test_exec_backend_runs_and_parses(tmp_path: Path, fake_codex: Path) ->
 
 
 async def test_cancel_kills_child_and_term_ignoring_grandchild(
-    tmp_path: Path, fake_codex: Path
+    tmp_path: Path, fake_codex: Path, codex_backend: BackendName
 ) -> None:
     """Cancelling a run kills the whole group, including a grandchild that ignores SIGTERM."""
     fifo = make_fifo(tmp_path)
-    backend = exec_backend(make_settings(tmp_path, codex_path=fake_codex, kill_grace=5.0))
+    backend = codex_backend_of(
+        make_settings(tmp_path, codex_path=fake_codex, backend=codex_backend, kill_grace=5.0)
+    )
     with trio.fail_after(10):
         pids, latency = await cancel_after_notify(
             backend, f"[[codex:mode=grandchild;notify={fifo}]]", fifo
@@ -93,10 +102,14 @@ async def test_cancel_kills_child_and_term_ignoring_grandchild(
     assert latency < 1.0  # the leader dies on SIGTERM; the sweep gets the grandchild at once
 
 
-async def test_term_ignoring_child_is_killed_after_grace(tmp_path: Path, fake_codex: Path) -> None:
+async def test_term_ignoring_child_is_killed_after_grace(
+    tmp_path: Path, fake_codex: Path, codex_backend: BackendName
+) -> None:
     """A child that ignores SIGTERM is SIGKILLed after the grace period, not later."""
     fifo = make_fifo(tmp_path)
-    backend = exec_backend(make_settings(tmp_path, codex_path=fake_codex, kill_grace=0.3))
+    backend = codex_backend_of(
+        make_settings(tmp_path, codex_path=fake_codex, backend=codex_backend, kill_grace=0.3)
+    )
     with trio.fail_after(10):
         pids, latency = await cancel_after_notify(
             backend, f"[[codex:mode=hang_ignore_term;notify={fifo}]]", fifo
@@ -105,11 +118,15 @@ async def test_term_ignoring_child_is_killed_after_grace(tmp_path: Path, fake_co
     assert 0.3 <= latency < 1.3
 
 
-async def test_exec_timeout_kills_the_group(tmp_path: Path, fake_codex: Path) -> None:
+async def test_exec_timeout_kills_the_group(
+    tmp_path: Path, fake_codex: Path, codex_backend: BackendName
+) -> None:
     """The runner's execution deadline kills child and grandchild and reports a timeout."""
     fifo = make_fifo(tmp_path)
-    settings = make_settings(tmp_path, codex_path=fake_codex)
-    runner = CodexRunner(exec_backend(settings), max_parallel=1, queue_timeout=1, exec_timeout=1.0)
+    settings = make_settings(tmp_path, codex_path=fake_codex, backend=codex_backend)
+    runner = CodexRunner(
+        codex_backend_of(settings), max_parallel=1, queue_timeout=1, exec_timeout=1.0
+    )
     async with trio.open_nursery() as nursery:
         with trio.fail_after(10):
             handle = await runner.start(
@@ -127,11 +144,13 @@ async def test_exec_timeout_kills_the_group(tmp_path: Path, fake_codex: Path) ->
 
 
 async def test_child_that_closes_stdout_but_keeps_running_is_killed(
-    tmp_path: Path, fake_codex: Path
+    tmp_path: Path, fake_codex: Path, codex_backend: BackendName
 ) -> None:
     """Stdout EOF ends the run within the drain period, and the still-running child dies."""
     fifo = make_fifo(tmp_path)
-    backend = exec_backend(make_settings(tmp_path, codex_path=fake_codex))
+    backend = codex_backend_of(
+        make_settings(tmp_path, codex_path=fake_codex, backend=codex_backend)
+    )
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             results: list[int | None] = []
@@ -148,11 +167,13 @@ async def test_child_that_closes_stdout_but_keeps_running_is_killed(
 
 
 async def test_grandchild_holding_stdout_does_not_pin_the_run(
-    tmp_path: Path, fake_codex: Path
+    tmp_path: Path, fake_codex: Path, codex_backend: BackendName
 ) -> None:
     """The leader answers and exits; a grandchild keeping stdout open is killed, the run ends."""
     fifo = make_fifo(tmp_path)
-    backend = exec_backend(make_settings(tmp_path, codex_path=fake_codex))
+    backend = codex_backend_of(
+        make_settings(tmp_path, codex_path=fake_codex, backend=codex_backend)
+    )
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             outcome: list[tuple[Transcript, int | None]] = []
@@ -172,23 +193,38 @@ async def test_grandchild_holding_stdout_does_not_pin_the_run(
     assert transcript.text == "done"
 
 
-@pytest.mark.parametrize("mode", ["garbage", "bigline"])
-async def test_garbage_and_huge_lines_do_not_break_the_run(
-    tmp_path: Path, fake_codex: Path, mode: str
-) -> None:
-    """Junk, half JSON, unknown events and a 10 MB line are skipped; the answer arrives."""
-    backend = exec_backend(make_settings(tmp_path, codex_path=fake_codex))
+async def test_garbage_does_not_break_an_exec_run(tmp_path: Path, fake_codex: Path) -> None:
+    """Junk, half JSON and unknown events are skipped; the answer arrives. exec only: on
+    app-server a line that is not JSON-RPC breaks the protocol and ends the run with a 502
+    (``tests/system/test_app_server.py``)."""
+    backend = codex_backend_of(make_settings(tmp_path, codex_path=fake_codex, backend="exec"))
     with trio.fail_after(20):
-        transcript, rc = await run_collect(backend, f"[[codex:mode={mode}]]")
+        transcript, rc = await run_collect(backend, "[[codex:mode=garbage]]")
     assert rc == 0
     assert transcript.failure(rc) is None
-    assert transcript.text in ("survived", "after big line")
+    assert transcript.text == "survived"
 
 
-async def test_child_environment_has_no_server_secrets(tmp_path: Path, fake_codex: Path) -> None:
+async def test_a_huge_line_does_not_break_the_run(
+    tmp_path: Path, fake_codex: Path, codex_backend: BackendName
+) -> None:
+    """A 10 MB line (exec: not JSON; app-server: a notification nobody knows) is skipped."""
+    backend = codex_backend_of(
+        make_settings(tmp_path, codex_path=fake_codex, backend=codex_backend)
+    )
+    with trio.fail_after(20):
+        transcript, rc = await run_collect(backend, "[[codex:mode=bigline]]")
+    assert rc == 0
+    assert transcript.failure(rc) is None
+    assert transcript.text == "after big line"
+
+
+async def test_child_environment_has_no_server_secrets(
+    tmp_path: Path, fake_codex: Path, codex_backend: BackendName
+) -> None:
     """A Codex that prints its environment sees no PROXY_API_KEY or other server settings."""
-    backend = exec_backend(
-        make_settings(tmp_path, codex_path=fake_codex),
+    backend = codex_backend_of(
+        make_settings(tmp_path, codex_path=fake_codex, backend=codex_backend),
         PROXY_API_KEY="sk-server-secret",
         CODEX_TIMEOUT="5",
         RATE_LIMIT_PER_MINUTE="3",
@@ -235,10 +271,14 @@ async def request_until_notified(
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_client_disconnect_kills_group_over_http(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, stream: bool
+    tmp_path: Path,
+    fake_codex: Path,
+    codex_backend: BackendName,
+    start_server: ServerFactory,
+    stream: bool,
 ) -> None:
     """Closing the connection mid-run (plain or streaming) kills child and grandchild."""
-    app = http_app(tmp_path, fake_codex, kill_grace=5.0)
+    app = http_app(tmp_path, fake_codex, backend=codex_backend, kill_grace=5.0)
     url = await start_server(app)
     fifo = make_fifo(tmp_path)
     with trio.fail_after(15):
@@ -255,10 +295,10 @@ async def test_client_disconnect_kills_group_over_http(
 
 
 async def test_client_that_stops_reading_cannot_hold_codex_past_timeout(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, codex_backend: BackendName, start_server: ServerFactory
 ) -> None:
     """A connected client that never reads: the group still dies at CODEX_TIMEOUT."""
-    app = http_app(tmp_path, fake_codex, timeout=2.0)
+    app = http_app(tmp_path, fake_codex, backend=codex_backend, timeout=2.0)
     url = await start_server(app)
     host, port = url.removeprefix("http://").split(":")
     fifo = make_fifo(tmp_path)
@@ -281,10 +321,12 @@ async def test_client_that_stops_reading_cannot_hold_codex_past_timeout(
 
 
 async def test_disconnect_while_queued_frees_the_waiter(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, codex_backend: BackendName, start_server: ServerFactory
 ) -> None:
     """A queued client that leaves is not left waiting on the limiter."""
-    app = http_app(tmp_path, fake_codex, max_parallel_requests=1, queue_timeout=30.0)
+    app = http_app(
+        tmp_path, fake_codex, backend=codex_backend, max_parallel_requests=1, queue_timeout=30.0
+    )
     url = await start_server(app)
     runner = components(app).runner
     limiter = runner.limiter

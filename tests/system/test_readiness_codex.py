@@ -32,7 +32,7 @@ async def test_ready_then_not_when_the_binary_is_removed(tmp_path: Path, fake_co
             r = await client.get("/v1/readyz")
             body = await r.get_json()
             assert r.status_code == 200, body
-            assert body["codex"] == {"path": str(binary), "version": "codex-cli 0.0.0-fake"}
+            assert body["codex"] == {"path": str(binary), "version": "codex-cli 0.169.0-fake"}
             assert body["backend"] == "exec"
             assert body["models"] == 2  # gpt-test and org/gpt-test-2; gpt-hidden is not listed
             assert body["reaper"]["running"] is True
