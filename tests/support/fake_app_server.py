@@ -368,7 +368,7 @@ class Turn:
         if mode == "ok":
             self.answer(reply)
         elif mode == "reasoning":
-            summary = opts.get("summary", "Thinking it over.")
+            summary = opts.get("summary", "**Thinking** about it")
             self.note("item/reasoning/summaryTextDelta", itemId="rs_1", delta=summary)
             self.note(
                 "item/completed",

@@ -29,6 +29,7 @@ from tests.support.servers import (
     serve_fake,
     skip_or_fail,
 )
+from trio_codex.settings import BackendName
 
 pytestmark = pytest.mark.slow
 
@@ -39,10 +40,14 @@ class Person(pydantic.BaseModel):
 
 
 async def test_responses_create(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
+    tmp_path: Path,
+    fake_codex: Path,
+    codex_backend: BackendName,
+    start_server: ServerFactory,
+    sdk_client: SdkClientFactory,
 ) -> None:
     """responses.create returns the answer as output_text, with usage and echoed fields."""
-    url = await serve_fake(tmp_path, fake_codex, start_server)
+    url = await serve_fake(tmp_path, fake_codex, start_server, backend=codex_backend)
     response = await in_thread(
         lambda: sdk_client(url).responses.create(
             model="gpt-test",
@@ -66,10 +71,14 @@ async def test_responses_create(
 
 
 async def test_responses_stream_helper(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
+    tmp_path: Path,
+    fake_codex: Path,
+    codex_backend: BackendName,
+    start_server: ServerFactory,
+    sdk_client: SdkClientFactory,
 ) -> None:
     """responses.stream() yields typed events and get_final_response() the whole response."""
-    url = await serve_fake(tmp_path, fake_codex, start_server)
+    url = await serve_fake(tmp_path, fake_codex, start_server, backend=codex_backend)
 
     def consume() -> tuple[list[Any], Any]:
         with sdk_client(url).responses.stream(
@@ -91,10 +100,14 @@ async def test_responses_stream_helper(
 
 
 async def test_responses_parse_returns_the_model(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
+    tmp_path: Path,
+    fake_codex: Path,
+    codex_backend: BackendName,
+    start_server: ServerFactory,
+    sdk_client: SdkClientFactory,
 ) -> None:
     """responses.parse(text_format=Model) returns the parsed object; the schema reaches Codex."""
-    url = await serve_fake(tmp_path, fake_codex, start_server)
+    url = await serve_fake(tmp_path, fake_codex, start_server, backend=codex_backend)
     parsed = await in_thread(
         lambda: sdk_client(url).responses.parse(
             model="gpt-test",
@@ -103,14 +116,20 @@ async def test_responses_parse_returns_the_model(
         )
     )
     assert parsed.output_parsed == Person(name="Ada", age=36)
-    argv = await in_thread(
+    mode = "argv" if codex_backend == "exec" else "params"
+    seen = await in_thread(
         lambda: sdk_client(url).responses.create(
-            model="gpt-test", input="[[codex:mode=argv]]", text={"format": _format(Person)}
+            model="gpt-test", input=f"[[codex:mode={mode}]]", text={"format": _format(Person)}
         )
     )
-    args = json.loads(argv.output_text)
-    schema_file = Path(args[args.index("--output-schema") + 1])
-    assert not schema_file.exists()  # removed with the run's scratch directory
+    if codex_backend == "exec":
+        args = json.loads(seen.output_text)
+        schema_file = Path(args[args.index("--output-schema") + 1])
+        assert not schema_file.exists()  # removed with the run's scratch directory
+    else:
+        requests = json.loads(seen.output_text)["requests"]
+        (turn,) = [r["params"] for r in requests if r.get("method") == "turn/start"]
+        assert turn["outputSchema"] == _format(Person)["schema"]
 
 
 def _format(model: type[pydantic.BaseModel]) -> ResponseFormatTextJSONSchemaConfigParam:
@@ -123,10 +142,14 @@ def _format(model: type[pydantic.BaseModel]) -> ResponseFormatTextJSONSchemaConf
 
 
 async def test_chat_completions_parse_returns_the_model(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
+    tmp_path: Path,
+    fake_codex: Path,
+    codex_backend: BackendName,
+    start_server: ServerFactory,
+    sdk_client: SdkClientFactory,
 ) -> None:
     """chat.completions.parse(response_format=Model) returns the parsed object (last message)."""
-    url = await serve_fake(tmp_path, fake_codex, start_server)
+    url = await serve_fake(tmp_path, fake_codex, start_server, backend=codex_backend)
     completion = await in_thread(
         lambda: sdk_client(url).chat.completions.parse(
             model="gpt-test",
@@ -139,10 +162,10 @@ async def test_chat_completions_parse_returns_the_model(
 
 @ignore_sdk_stream_gc
 async def test_async_client_create_stream_and_continue(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, codex_backend: BackendName, start_server: ServerFactory
 ) -> None:
     """AsyncOpenAI creates, streams and continues a conversation on trio."""
-    url = await serve_fake(tmp_path, fake_codex, start_server)
+    url = await serve_fake(tmp_path, fake_codex, start_server, backend=codex_backend)
     aclient = openai.AsyncOpenAI(base_url=url, api_key="k", max_retries=0, timeout=20)
     with trio.fail_after(30):
         first = await aclient.responses.create(model="gpt-test", input="[[codex:reply=one]]")
@@ -159,10 +182,14 @@ async def test_async_client_create_stream_and_continue(
 
 
 async def test_sdk_error_classes_for_conversations(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
+    tmp_path: Path,
+    fake_codex: Path,
+    codex_backend: BackendName,
+    start_server: ServerFactory,
+    sdk_client: SdkClientFactory,
 ) -> None:
     """Unknown ids raise NotFoundError; a second concurrent continuation raises ConflictError."""
-    url = await serve_fake(tmp_path, fake_codex, start_server)
+    url = await serve_fake(tmp_path, fake_codex, start_server, backend=codex_backend)
     sdk = sdk_client(url)
     with pytest.raises(openai.NotFoundError) as missing:
         await in_thread(
@@ -207,11 +234,11 @@ def _node() -> str:
 
 
 async def test_node_sdk_create_stream_and_final_response(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, codex_backend: BackendName, start_server: ServerFactory
 ) -> None:
     """The Node SDK (stricter stream checks) creates, streams, continues and parses."""
     node = _node()
-    url = await serve_fake(tmp_path, fake_codex, start_server)
+    url = await serve_fake(tmp_path, fake_codex, start_server, backend=codex_backend)
     with trio.fail_after(60):
         done = await trio.run_process(
             [node, str(NODE_DIR / "responses.mjs"), url],

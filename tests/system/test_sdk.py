@@ -20,15 +20,20 @@ from tests.support.servers import (
     in_thread,
     serve_fake,
 )
+from trio_codex.settings import BackendName
 
 pytestmark = pytest.mark.slow
 
 
 async def test_sdk_non_stream(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
+    tmp_path: Path,
+    fake_codex: Path,
+    codex_backend: BackendName,
+    start_server: ServerFactory,
+    sdk_client: SdkClientFactory,
 ) -> None:
     """chat.completions.create returns the answer and usage."""
-    url = await serve_fake(tmp_path, fake_codex, start_server)
+    url = await serve_fake(tmp_path, fake_codex, start_server, backend=codex_backend)
     completion = await in_thread(
         lambda: sdk_client(url).chat.completions.create(
             model="gpt-test",
@@ -45,10 +50,14 @@ async def test_sdk_non_stream(
 
 
 async def test_sdk_stream_with_usage(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
+    tmp_path: Path,
+    fake_codex: Path,
+    codex_backend: BackendName,
+    start_server: ServerFactory,
+    sdk_client: SdkClientFactory,
 ) -> None:
     """create(stream=True) yields role, content, finish and a final usage chunk."""
-    url = await serve_fake(tmp_path, fake_codex, start_server)
+    url = await serve_fake(tmp_path, fake_codex, start_server, backend=codex_backend)
 
     def consume() -> list[Any]:
         stream = sdk_client(url).chat.completions.create(
@@ -74,10 +83,14 @@ async def test_sdk_stream_with_usage(
 
 
 async def test_sdk_stream_helper(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
+    tmp_path: Path,
+    fake_codex: Path,
+    codex_backend: BackendName,
+    start_server: ServerFactory,
+    sdk_client: SdkClientFactory,
 ) -> None:
     """The chat.completions.stream() helper accumulates the final completion."""
-    url = await serve_fake(tmp_path, fake_codex, start_server)
+    url = await serve_fake(tmp_path, fake_codex, start_server, backend=codex_backend)
 
     def consume() -> Any:
         with sdk_client(url).chat.completions.stream(
@@ -101,10 +114,10 @@ async def test_sdk_stream_helper(
 
 @ignore_sdk_stream_gc
 async def test_sdk_async_client(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, codex_backend: BackendName, start_server: ServerFactory
 ) -> None:
     """AsyncOpenAI works on trio (httpx via anyio), streamed and not."""
-    url = await serve_fake(tmp_path, fake_codex, start_server)
+    url = await serve_fake(tmp_path, fake_codex, start_server, backend=codex_backend)
     aclient = openai.AsyncOpenAI(base_url=url, api_key="k", max_retries=0, timeout=20)
     with trio.fail_after(30):
         completion = await aclient.chat.completions.create(
@@ -122,10 +135,14 @@ async def test_sdk_async_client(
 
 
 async def test_sdk_models(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
+    tmp_path: Path,
+    fake_codex: Path,
+    codex_backend: BackendName,
+    start_server: ServerFactory,
+    sdk_client: SdkClientFactory,
 ) -> None:
     """models.list() and models.retrieve() with an id containing '/'."""
-    url = await serve_fake(tmp_path, fake_codex, start_server)
+    url = await serve_fake(tmp_path, fake_codex, start_server, backend=codex_backend)
     ids = await in_thread(lambda: [m.id for m in sdk_client(url).models.list()])
     assert "gpt-test" in ids
     assert "gpt-test-low" in ids
@@ -135,7 +152,11 @@ async def test_sdk_models(
 
 
 async def test_sdk_error_classes(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
+    tmp_path: Path,
+    fake_codex: Path,
+    codex_backend: BackendName,
+    start_server: ServerFactory,
+    sdk_client: SdkClientFactory,
 ) -> None:
     """401, 404, 429 and 503 raise the SDK's own exception classes with our codes."""
     url = await serve_fake(
@@ -174,13 +195,22 @@ async def test_sdk_error_classes(
 
 
 async def test_sdk_503_when_queue_is_full(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
+    tmp_path: Path,
+    fake_codex: Path,
+    codex_backend: BackendName,
+    start_server: ServerFactory,
+    sdk_client: SdkClientFactory,
 ) -> None:
     """With the only slot busy and no queueing allowed, the SDK raises InternalServerError 503."""
     from tests.support.fakes import make_fifo, read_notify
 
     url = await serve_fake(
-        tmp_path, fake_codex, start_server, max_parallel_requests=1, queue_timeout=0.0
+        tmp_path,
+        fake_codex,
+        start_server,
+        backend=codex_backend,
+        max_parallel_requests=1,
+        queue_timeout=0.0,
     )
     fifo = make_fifo(tmp_path)
     async with trio.open_nursery() as nursery:
@@ -208,10 +238,14 @@ async def test_sdk_503_when_queue_is_full(
 
 
 async def test_sdk_upstream_failure_status(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, sdk_client: SdkClientFactory
+    tmp_path: Path,
+    fake_codex: Path,
+    codex_backend: BackendName,
+    start_server: ServerFactory,
+    sdk_client: SdkClientFactory,
 ) -> None:
     """A Codex turn that fails with an upstream 401 reaches the SDK as AuthenticationError."""
-    url = await serve_fake(tmp_path, fake_codex, start_server)
+    url = await serve_fake(tmp_path, fake_codex, start_server, backend=codex_backend)
     with pytest.raises(openai.AuthenticationError) as info:
         await in_thread(
             lambda: sdk_client(url).chat.completions.create(
