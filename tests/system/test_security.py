@@ -43,14 +43,15 @@ from tests.support.servers import (
     serve_real_codex,
 )
 from trio_codex import create_app
-from trio_codex.codex.exec import ExecBackend
+from trio_codex.codex.backends import make_backend
 from trio_codex.codex.localonly import LOCAL_ONLY_CODEX_ARGS
 from trio_codex.openai.prompt import MAX_PROMPT_CHARS
-from trio_codex.settings import Settings
+from trio_codex.settings import BackendName, Settings
 
 
 def fake_codex_app(tmp_path: Path, fake_codex: Path, **settings: Any) -> QuartTrio:
-    """The app with the real ExecBackend running the fake codex, in a minimal environment."""
+    """The app with the real backend (``backend=``) running the fake codex, in a minimal
+    environment."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     return create_app(
         make_settings(tmp_path, codex_path=fake_codex, **settings),
@@ -71,21 +72,45 @@ async def codex_argv(url: str, **extra: Any) -> tuple[int, list[str]]:
     return 200, argv
 
 
+async def codex_sandbox(url: str, backend: BackendName, **extra: Any) -> str | int:
+    """One request over HTTP: the sandbox Codex was given (exec: ``-s``; app-server:
+    ``thread/start.sandbox``), or the status of a refusal."""
+    mode = "argv" if backend == "exec" else "params"
+    async with httpx.AsyncClient(base_url=url, timeout=20) as http:
+        response = await http.post(
+            "/v1/chat/completions", json=chat_body(f"[[codex:mode={mode}]]", **extra)
+        )
+    if response.status_code != 200:
+        return response.status_code
+    seen = json.loads(response.json()["choices"][0]["message"]["content"])
+    if backend == "exec":
+        return flag_value(seen, "-s")
+    (thread,) = [r["params"] for r in seen["requests"] if r.get("method") == "thread/start"]
+    sandbox: str = thread["sandbox"]
+    return sandbox
+
+
 # --- 1. local-only through the server -------------------------------------------------------------
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("local_only", [False, True])
 async def test_local_only_switches_reach_codex_argv(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, local_only: bool
+    tmp_path: Path,
+    fake_codex: Path,
+    codex_backend: BackendName,
+    start_server: ServerFactory,
+    local_only: bool,
 ) -> None:
-    """In local-only mode Codex's argv carries LOCAL_ONLY_CODEX_ARGS before the stdin marker."""
+    """In local-only mode Codex's argv carries LOCAL_ONLY_CODEX_ARGS before the stdin marker
+    (exec) or the subcommand (app-server)."""
     write_config(tmp_path / "codex-home", LOOPBACK)
-    url = await start_server(fake_codex_app(tmp_path, fake_codex, local_only=local_only))
+    app = fake_codex_app(tmp_path, fake_codex, local_only=local_only, backend=codex_backend)
+    url = await start_server(app)
     with trio.fail_after(20):
         status, argv = await codex_argv(url)
     assert status == 200
-    assert argv[-1] == "-"
+    assert argv[-1] == ("-" if codex_backend == "exec" else "app-server")
     window = len(LOCAL_ONLY_CODEX_ARGS)
     found = any(
         tuple(argv[i : i + window]) == LOCAL_ONLY_CODEX_ARGS for i in range(len(argv) - window)
@@ -100,17 +125,28 @@ async def test_local_only_switches_reach_codex_argv(
 @pytest.mark.slow
 @pytest.mark.parametrize(("default", "allow"), VALID_SERVERS)
 async def test_double_switch_matrix_reaches_the_real_argv(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory, default: str, allow: bool
+    tmp_path: Path,
+    fake_codex: Path,
+    codex_backend: BackendName,
+    start_server: ServerFactory,
+    default: str,
+    allow: bool,
 ) -> None:
-    """For each server setting and request override, the fake codex sees the expected -s."""
-    app = fake_codex_app(tmp_path, fake_codex, sandbox_mode=default, allow_danger_full_access=allow)
+    """For each server setting and request override, the fake codex gets the expected sandbox
+    (exec: ``-s``; app-server: ``thread/start.sandbox``)."""
+    app = fake_codex_app(
+        tmp_path,
+        fake_codex,
+        sandbox_mode=default,
+        allow_danger_full_access=allow,
+        backend=codex_backend,
+    )
     url = await start_server(app)
     seen: dict[str | None, str | int] = {}
     with trio.fail_after(30):
         for override in OVERRIDES:
             extra = {} if override is None else {"x_codex": {"sandbox": override}}
-            status, argv = await codex_argv(url, **extra)
-            seen[override] = flag_value(argv, "-s") if status == 200 else status
+            seen[override] = await codex_sandbox(url, codex_backend, **extra)
     assert seen == {o: expected_sandbox(default, allow, o) or 403 for o in OVERRIDES}
 
 
@@ -119,10 +155,10 @@ async def test_double_switch_matrix_reaches_the_real_argv(
 
 @pytest.mark.slow
 async def test_abandoned_stream_over_http_leaves_no_temp_file(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, codex_backend: BackendName, start_server: ServerFactory
 ) -> None:
     """The image exists while Codex runs; after the client leaves mid-stream it is gone."""
-    app = fake_codex_app(tmp_path, fake_codex)
+    app = fake_codex_app(tmp_path, fake_codex, backend=codex_backend)
     url = await start_server(app)
     root = scratch_root(app, tmp_path)
     fifo = make_fifo(tmp_path)
@@ -232,9 +268,10 @@ SERVER_SETTINGS = {
 
 @pytest.mark.slow
 async def test_child_environment_through_the_server(
-    tmp_path: Path, fake_codex: Path, start_server: ServerFactory
+    tmp_path: Path, fake_codex: Path, codex_backend: BackendName, start_server: ServerFactory
 ) -> None:
-    """Codex's env has no server setting (PROXY_API_KEY) but the passthrough and env_key names."""
+    """Codex's env has no server setting (PROXY_API_KEY) but the passthrough and env_key names
+    (and, on app-server, the two that keep its stderr quiet)."""
     home = tmp_path / "codex-home"
     write_config(
         home, provider_config("http://127.0.0.1:9/v1", pid="mine", env_key="MY_PROVIDER_KEY")
@@ -243,6 +280,7 @@ async def test_child_environment_through_the_server(
     workdir.mkdir()
     environ = {
         **SERVER_SETTINGS,
+        "CODEX_BACKEND": codex_backend,
         "CODEX_PATH": str(fake_codex),
         "CODEX_HOME": str(home),
         "CODEX_WORKDIR": str(workdir),
@@ -268,8 +306,9 @@ async def test_child_environment_through_the_server(
     child = json.loads(response.json()["choices"][0]["message"]["content"])
     assert "sk-proxy-secret" not in response.text
     assert "response-id-secret" not in response.text
-    assert not set(child) & {*SERVER_SETTINGS, "CODEX_PATH", "CODEX_WORKDIR"}
-    assert set(child) - {"LC_CTYPE"} == {
+    assert not set(child) & {*SERVER_SETTINGS, "CODEX_PATH", "CODEX_WORKDIR", "CODEX_BACKEND"}
+    quiet = {"RUST_LOG", "NO_COLOR"} if codex_backend == "app-server" else set()
+    assert set(child) - {"LC_CTYPE"} == quiet | {
         "PATH",
         "HOME",
         "LANG",
@@ -384,12 +423,18 @@ async def test_declared_length_over_the_limit_is_refused_before_the_body(
     ],
 )
 async def test_unsendable_prompt_is_refused_before_any_process(
-    tmp_path: Path, fake_codex: Path, messages: list[dict[str, str]], code: str
+    tmp_path: Path,
+    fake_codex: Path,
+    codex_backend: BackendName,
+    messages: list[dict[str, str]],
+    code: str,
 ) -> None:
     """A prompt over 1,048,576 chars (or not UTF-8) is a 400; the fake codex never starts."""
-    settings = make_settings(tmp_path, codex_path=fake_codex)
+    settings = make_settings(tmp_path, codex_path=fake_codex, backend=codex_backend)
     spawned: list[int] = []
-    backend = ExecBackend(settings, environ={"PATH": "/usr/bin:/bin"}, on_spawn=spawned.append)
+    backend = make_backend(
+        settings, environ={"PATH": "/usr/bin:/bin"}, extra_env_names=(), on_spawn=spawned.append
+    )
     app = create_app(settings, backend=backend, catalog=TEST_CATALOG)
     with trio.fail_after(20):
         async with app.test_app():
