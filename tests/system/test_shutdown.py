@@ -41,6 +41,7 @@ from tests.support.harness import (
 )
 from tests.support.paths import REPO_ROOT
 from trio_codex.codex.reaper import REAPER_MAIN, Reaper
+from trio_codex.settings import BackendName
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +74,11 @@ async def raw_call(server: ServerProcess, body: dict[str, object]) -> bytes:
     ids=["hypercorn-SIGTERM", "hypercorn-SIGINT", "module-SIGTERM", "module-SIGINT"],
 )
 async def test_graceful_shutdown_with_requests_in_flight(
-    tmp_path: Path, fake_codex: Path, launcher: str, sig: signal.Signals
+    tmp_path: Path,
+    fake_codex: Path,
+    codex_backend: BackendName,
+    launcher: str,
+    sig: signal.Signals,
 ) -> None:
     """SIGTERM/SIGINT with five requests in flight: the two that can finish within the graceful
     timeout get complete answers, the three that cannot are cancelled at the graceful timeout
@@ -85,6 +90,7 @@ async def test_graceful_shutdown_with_requests_in_flight(
         CODEX_KILL_GRACE_SECONDS=GRACE,
         CODEX_TIMEOUT=60,
         CODEX_MAX_PARALLEL_REQUESTS=8,
+        CODEX_BACKEND=codex_backend,
     )
     notify = {name: make_fifo(tmp_path, f"notify-{name}") for name in "abcde"}
     gate_d, gate_e = make_fifo(tmp_path, "gate-d"), make_fifo(tmp_path, "gate-e")
@@ -143,17 +149,28 @@ async def test_graceful_shutdown_with_requests_in_flight(
     assert answer_e.status == 200
     outcome = check_stream(answer_e.body)
     assert outcome.done
-    assert outcome.text == "part-0\n\npart-1\n\npart-2\n\npart-3"
+    # exec: one agent message per part; app-server: one message streamed as deltas.
+    parts = [f"part-{n}" for n in range(4)]
+    expected = "\n\n".join(parts) if codex_backend == "exec" else " ".join(parts) + " "
+    assert outcome.text == expected
     # The cancelled ones got no complete response; the stream had started.
     for name in "abc":
         assert parse_response(replies[name]) is None, replies[name][:300]
     assert replies["b"].startswith(b"HTTP/1.1 200")
 
 
-async def test_worker_killed_with_sigkill_leaves_no_codex(tmp_path: Path, fake_codex: Path) -> None:
+async def test_worker_killed_with_sigkill_leaves_no_codex(
+    tmp_path: Path, fake_codex: Path, codex_backend: BackendName
+) -> None:
     """SIGKILL of Hypercorn's worker process with three runs in flight (one ignores SIGTERM,
     one has a SIGTERM-ignoring grandchild): the reaper kills every group at once, then exits."""
-    env, workdir = server_env(tmp_path, fake_codex, CODEX_KILL_GRACE_SECONDS=5, CODEX_TIMEOUT=60)
+    env, workdir = server_env(
+        tmp_path,
+        fake_codex,
+        CODEX_KILL_GRACE_SECONDS=5,
+        CODEX_TIMEOUT=60,
+        CODEX_BACKEND=codex_backend,
+    )
     notify = {name: make_fifo(tmp_path, f"notify-{name}") for name in "abc"}
     requests = {
         "a": chat_body(f"[[codex:mode=grandchild;notify={notify['a']}]]", stream=True),
@@ -189,12 +206,16 @@ async def test_worker_killed_with_sigkill_leaves_no_codex(tmp_path: Path, fake_c
 
 
 async def test_module_exits_even_when_a_client_stops_reading(
-    tmp_path: Path, fake_codex: Path
+    tmp_path: Path, fake_codex: Path, codex_backend: BackendName
 ) -> None:
     """A streaming client that stops reading pins its connection in Hypercorn's shielded send;
     ``python -m trio_codex`` still stops the run and exits 0 by graceful + grace + 1 s."""
     env, workdir = server_env(
-        tmp_path, fake_codex, CODEX_KILL_GRACE_SECONDS=GRACE, CODEX_TIMEOUT=60
+        tmp_path,
+        fake_codex,
+        CODEX_KILL_GRACE_SECONDS=GRACE,
+        CODEX_TIMEOUT=60,
+        CODEX_BACKEND=codex_backend,
     )
     fifo = make_fifo(tmp_path)
     try:
