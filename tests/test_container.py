@@ -60,7 +60,9 @@ async def test_the_health_check_asks_a_public_route(tmp_path: Path) -> None:
     assert url is not None
     cmd = json.loads(_instruction("CMD")[-1])
     assert cmd[cmd.index("--bind") + 1].endswith(":" + url.group(1))
-    app = create_app(make_settings(tmp_path, api_keys=("secret",)), catalog=TEST_CATALOG)
+    # exec: this app has no Codex (CODEX_PATH is Python), and exec starts without a handshake.
+    settings = make_settings(tmp_path, api_keys=("secret",), backend="exec")
+    app = create_app(settings, catalog=TEST_CATALOG)
     async with app.test_app():
         client = app.test_client()
         response = await client.get(url.group(2))

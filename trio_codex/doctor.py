@@ -4,7 +4,7 @@ Each check is a pure function from what was observed to a ``Check`` (``ok``, ``w
 ``fail``, a detail, and for a failure the fix); ``gather`` runs the probes
 (``codex/selfcheck.py``, each bounded in time, leaving no process behind) and ``main`` prints the
 table. The exit status is 1 when any check failed, else 0; ``--run`` adds one real request
-through ``codex exec``.
+through the configured backend (``CODEX_BACKEND``).
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def check_local_only(local_only: bool, verdict: ProviderVerdict) -> Check:
 
 
 def check_exec(run: selfcheck.ExecProbe) -> Check:
-    """One real request through ``codex exec`` completed with an answer."""
+    """One real request through the configured backend completed with an answer."""
     transcript = run.transcript
     failure = None if run.error else transcript.failure(run.exit_code, run.stderr)
     if run.error is None and failure is None and transcript.text.strip():
@@ -308,7 +308,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """``trio-codex doctor [--run]``: print the table; 1 when a check failed."""
     parser = argparse.ArgumentParser(prog="trio-codex doctor", description=__doc__)
     parser.add_argument(
-        "--run", action="store_true", help="also send one real request through codex exec"
+        "--run",
+        action="store_true",
+        help="also send one real request through the configured backend (CODEX_BACKEND)",
     )
     args = parser.parse_args(argv)
     env = os.environ if environ is None else environ

@@ -29,8 +29,8 @@ async def test_tools_are_refused_not_dropped(
     path: str,
     body: dict[str, object],
 ) -> None:
-    """400 unsupported_parameter naming tools; Codex never runs."""
-    async with running_app(tmp_path, backend) as app:
+    """With exec: 400 unsupported_parameter naming tools; Codex never runs."""
+    async with running_app(tmp_path, backend, backend_name="exec") as app:
         r = await app.test_client().post(path, json=body)
         assert r.status_code == 400
         error = (await r.get_json())["error"]
@@ -101,7 +101,7 @@ async def test_exec_refuses_tools_before_judging_their_shape(
     """With exec, tools cannot run at all, so that is what a client hears first, even for a
     tool named like one of Codex's own (what Codex as a client offers)."""
     body = chat_body(tools=[{"type": "function", "function": {"name": "exec_command"}}])
-    async with running_app(tmp_path, backend) as app:
+    async with running_app(tmp_path, backend, backend_name="exec") as app:
         r = await app.test_client().post("/v1/chat/completions", json=body)
         assert r.status_code == 400
         error = (await r.get_json())["error"]

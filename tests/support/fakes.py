@@ -38,7 +38,8 @@ DIRECTIVE = re.compile(r"\[\[run:([^\]]*)\]\]")
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
-    """Settings for a test: private workdir and CODEX_HOME under ``tmp_path``."""
+    """Settings for a test: private workdir and CODEX_HOME under ``tmp_path``; no warm spares
+    unless asked for (``warm_spares=``), so that a test sees only the processes it starts."""
     workdir = tmp_path / "work"
     home = tmp_path / "codex-home"
     workdir.mkdir(exist_ok=True)
@@ -48,6 +49,7 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "codex_home": home,
         "codex_path": Path(sys.executable),
         "kill_grace": 0.5,
+        "warm_spares": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

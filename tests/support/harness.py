@@ -164,7 +164,7 @@ def server_env(
     tmp_path: Path, fake_codex: Path, **settings: str | float | int
 ) -> tuple[dict[str, str], Path]:
     """A minimal environment for a server child running the fake codex; returns it and the
-    Codex workdir."""
+    Codex workdir. No warm spares unless ``CODEX_WARM_SPARES`` is given."""
     workdir = tmp_path / "work"
     home = tmp_path / "codex-home"
     workdir.mkdir(exist_ok=True)
@@ -176,6 +176,7 @@ def server_env(
         "CODEX_PATH": os.fspath(fake_codex),
         "CODEX_HOME": os.fspath(home),
         "CODEX_WORKDIR": os.fspath(workdir),
+        "CODEX_WARM_SPARES": "0",
     }
     env.update({key: str(value) for key, value in settings.items()})
     return env, workdir

@@ -60,7 +60,10 @@ def write_fake_codex(directory: Path, python: str = sys.executable) -> Path:
 
 
 def server_env(directory: Path, codex: Path, **settings: str) -> dict[str, str]:
-    """A minimal server environment with its work directory and CODEX_HOME in ``directory``."""
+    """A minimal server environment with its work directory and CODEX_HOME in ``directory``;
+    ``CODEX_BACKEND=exec``, the only thing the fake codex above speaks (these tests are about
+    the server process; both backends run the fake codex in ``test_processes.py`` and
+    ``test_shutdown.py``)."""
     for name in ("work", "home"):
         (directory / name).mkdir(exist_ok=True)
     env = {
@@ -71,6 +74,7 @@ def server_env(directory: Path, codex: Path, **settings: str) -> dict[str, str]:
         "CODEX_HOME": os.fspath(directory / "home"),
         "CODEX_WORKDIR": os.fspath(directory / "work"),
         "CODEX_KILL_GRACE_SECONDS": "0.5",
+        "CODEX_BACKEND": "exec",
     }
     env.update(settings)
     return env

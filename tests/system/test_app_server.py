@@ -142,7 +142,7 @@ def failure_of(events: list[CodexEvent]) -> str:
 
 def test_codex_backend_setting_picks_the_backend(tmp_path: Path, fake_app_server: Path) -> None:
     env = {"CODEX_PATH": str(fake_app_server), "CODEX_HOME": str(tmp_path / "home")}
-    assert Settings.from_env(env, make_workdir=False).backend == "exec"
+    assert Settings.from_env(env, make_workdir=False).backend == "app-server"
     chosen = Settings.from_env({**env, "CODEX_BACKEND": "app-server"}, make_workdir=False)
     assert chosen.backend == "app-server"
     with pytest.raises(
@@ -153,7 +153,7 @@ def test_codex_backend_setting_picks_the_backend(tmp_path: Path, fake_app_server
     assert isinstance(made, AppServerBackend)
     assert made.binary == fake_app_server
     assert made.binary_env == {}
-    exec_settings = Settings.from_env(env, make_workdir=False)
+    exec_settings = Settings.from_env({**env, "CODEX_BACKEND": "exec"}, make_workdir=False)
     assert isinstance(make_backend(exec_settings, environ={}, extra_env_names=()), ExecBackend)
 
 
@@ -972,7 +972,7 @@ async def test_a_warm_spare_serves_a_stream_over_http(
 
 def test_warm_spares_setting(tmp_path: Path, fake_app_server: Path) -> None:
     env = {"CODEX_PATH": str(fake_app_server), "CODEX_HOME": str(tmp_path / "home")}
-    assert Settings.from_env(env, make_workdir=False).warm_spares == 0
+    assert Settings.from_env(env, make_workdir=False).warm_spares == 1
     settings = Settings.from_env({**env, "CODEX_WARM_SPARES": "3"}, make_workdir=False)
     assert settings.warm_spares == 3
     assert AppServerBackend(settings).pool.size == 3

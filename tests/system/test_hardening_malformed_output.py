@@ -2,7 +2,8 @@
 its real answer gets that answer to the client (it used to be a 200 with empty content); one
 that completes its turn without any agent message is a 502 ``upstream_error``, plain or
 streamed, never an empty success. Real processes: the server on Hypercorn runs a small script
-as its Codex."""
+as its Codex. exec only: the script prints ``codex exec --json`` lines (app-server's malformed
+output is ``tests/system/test_app_server.py``'s and ``tests/codex/test_app_server_protocol.py``'s)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,11 @@ async def serve(
     (tmp_path / "work").mkdir()
     (tmp_path / "home").mkdir()
     settings = Settings(
-        workdir=tmp_path / "work", codex_home=tmp_path / "home", codex_path=codex, kill_grace=0.5
+        workdir=tmp_path / "work",
+        codex_home=tmp_path / "home",
+        codex_path=codex,
+        kill_grace=0.5,
+        backend="exec",
     )
     catalog = ModelCatalog.from_slugs({"gpt-test": ("low",)}, created=1_700_000_000)
     app = create_app(settings, catalog=catalog, environ={"PATH": "/usr/bin:/bin"})

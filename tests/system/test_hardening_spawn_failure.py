@@ -36,6 +36,7 @@ def settings(tmp_path: Path, codex: Path, env_passthrough: tuple[str, ...] = ())
         codex_path=codex,
         kill_grace=0.5,
         env_passthrough=env_passthrough,
+        backend="exec",  # the app-server case builds its own backend below
     )
 
 

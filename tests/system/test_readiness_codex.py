@@ -23,7 +23,7 @@ async def test_ready_then_not_when_the_binary_is_removed(tmp_path: Path, fake_co
     binary.parent.mkdir()
     shutil.copy2(fake_codex, binary)
     app = create_app(
-        make_settings(tmp_path, codex_path=binary),
+        make_settings(tmp_path, codex_path=binary, backend="exec"),
         environ={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     with trio.fail_after(30):
@@ -52,7 +52,7 @@ async def test_ready_then_not_when_the_binary_is_removed(tmp_path: Path, fake_co
 async def test_a_binary_without_version_is_ready_with_a_warning(tmp_path: Path) -> None:
     """A Codex that prints no version (here /bin/false) is reported, not refused."""
     app = create_app(
-        make_settings(tmp_path, codex_path=Path("/bin/false")),
+        make_settings(tmp_path, codex_path=Path("/bin/false"), backend="exec"),
         environ={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     with trio.fail_after(30):

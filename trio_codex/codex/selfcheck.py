@@ -21,11 +21,12 @@ from typing import Final
 
 import trio
 
+from ..errors import ServiceError
 from ..run.events import CodexEvent, Transcript
 from ..run.runner import RunSpec
 from ..settings import Settings
 from . import process
-from .exec import ExecBackend
+from .backends import make_backend
 
 #: What a probe keeps of each stream.
 OUTPUT_CAP: Final = 64 * 1024
@@ -140,10 +141,11 @@ async def exec_once(
     timeout: float = 120.0,  # noqa: ASYNC109 - a time-out is a result here
     prompt: str = TEST_PROMPT,
 ) -> ExecProbe:
-    """One ``codex exec`` run of ``prompt``, exactly as the server runs a request (the same
-    backend, argv and environment), read-only and ephemeral."""
+    """One run of ``prompt``, exactly as the server runs a request (the backend of
+    ``CODEX_BACKEND``, the same argv and environment; no warm spare), read-only and
+    ephemeral."""
     result = ExecProbe()
-    backend = ExecBackend(settings, environ=environ, extra_env_names=extra_env_names)
+    backend = make_backend(settings, environ=environ, extra_env_names=extra_env_names)
 
     async def emit(event: CodexEvent) -> None:
         result.transcript.feed(event)
@@ -155,6 +157,8 @@ async def exec_once(
             result.exit_code, result.stderr = info.exit_code, info.stderr
     except OSError as exc:
         result.error = f"cannot run {backend.binary}: {exc}"
+    except ServiceError as exc:  # app-server: the spawn failed (503 codex_unavailable)
+        result.error = exc.message
     result.seconds = time.monotonic() - start
     if scope.cancelled_caught:
         result.error = f"no answer within {timeout:g} s"
