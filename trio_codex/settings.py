@@ -291,10 +291,9 @@ class Settings:
     response_id_secret: bytes = b""
     #: A run whose Codex has waited this long for the network (and made no progress) ends, 503.
     network_wait: float = 30.0
-    #: Which Codex subcommand runs a request (``CODEX_BACKEND``): ``app-server`` streams token
-    #: deltas and, with a warm spare, answers a trivial request in ~0.35 x the time of the
-    #: fastest ``codex exec``; ``exec`` stays selectable.
-    backend: BackendName = "app-server"
+    #: Which Codex subcommand runs a request (``CODEX_BACKEND``). ``exec`` stays the default
+    #: while the Codex of the ``cli`` extra (PyPI 0.163.0) is older than app-server needs.
+    backend: BackendName = "exec"
     #: app-server children kept spawned and initialized ahead of requests (app-server only);
     #: one spare costs one idle Codex process and takes a trivial request from ~0.9 x to
     #: ~0.35 x of the ``codex exec`` floor (``python -m bench.bench --only backends``).
@@ -380,7 +379,7 @@ class Settings:
             ),
             response_id_secret=secret,
             network_wait=get("CODEX_NETWORK_WAIT_SECONDS", 30.0, _seconds()),
-            backend=get("CODEX_BACKEND", "app-server", _choice(BACKENDS)),  # type: ignore[arg-type]
+            backend=get("CODEX_BACKEND", "exec", _choice(BACKENDS)),  # type: ignore[arg-type]
             warm_spares=get("CODEX_WARM_SPARES", 1, _int(minimum=0)),
             metrics_require_key=get("METRICS_REQUIRE_KEY", False, _bool),
             log_format=get("LOG_FORMAT", "text", _choice(LOG_FORMATS)),  # type: ignore[arg-type]

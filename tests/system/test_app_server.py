@@ -142,7 +142,7 @@ def failure_of(events: list[CodexEvent]) -> str:
 
 def test_codex_backend_setting_picks_the_backend(tmp_path: Path, fake_app_server: Path) -> None:
     env = {"CODEX_PATH": str(fake_app_server), "CODEX_HOME": str(tmp_path / "home")}
-    assert Settings.from_env(env, make_workdir=False).backend == "app-server"
+    assert Settings.from_env(env, make_workdir=False).backend == "exec"
     chosen = Settings.from_env({**env, "CODEX_BACKEND": "app-server"}, make_workdir=False)
     assert chosen.backend == "app-server"
     with pytest.raises(
