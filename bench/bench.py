@@ -460,7 +460,7 @@ def latency(lab: Lab, runs: int, rows: list[Row]) -> None:
 STREAMED = "Tell a story. [[fake:chunks=20;delay_ms=100]]"
 BACKENDS: dict[str, dict[str, str]] = {
     "exec": {"CODEX_BACKEND": "exec"},
-    "app-server cold": {"CODEX_BACKEND": "app-server"},
+    "app-server cold": {"CODEX_BACKEND": "app-server", "CODEX_WARM_SPARES": "0"},
     "app-server warm": {"CODEX_BACKEND": "app-server", "CODEX_WARM_SPARES": "1"},
 }
 
