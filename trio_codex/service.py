@@ -133,6 +133,7 @@ class Service:
         param: str | None,
         output_schema: Mapping[str, Any] | None = None,
         resume_thread_id: str | None = None,
+        fork_at_turn: str | None = None,
         persist: bool = False,
         tools: ToolSet | None = None,
     ) -> RunSpec:
@@ -160,6 +161,7 @@ class Service:
             images=tuple(images),
             output_schema=schema_path,
             resume_thread_id=resume_thread_id,
+            fork_at_turn=fork_at_turn,
             persist=persist,
             tools=tools if tools is not None else ToolSet(),
         )

@@ -10,9 +10,11 @@ APP_SERVER.md. Guarantees:
 * ``TurnMapper`` takes only the notifications of its own turn (a resumed thread replays the
   previous turn's usage) and produces the same events, with the same meaning, as
   ``codex exec --json`` through ``exec.parse_event``, plus ``TextDelta`` for each token delta:
-  ``TurnCompleted.usage`` is the turn's usage on a new thread and the thread's running total on
-  a resumed one, exactly what ``codex exec`` / ``codex exec resume`` report (the Responses layer
-  subtracts the thread's earlier total from the latter);
+  ``TurnCompleted.usage`` is the turn's usage on a new or forked thread and the thread's running
+  total on a resumed one, exactly what ``codex exec`` / ``codex exec resume`` report (the
+  Responses layer subtracts the thread's earlier total from the latter). A fork's ``total``
+  starts from its source's total at the fork point (measured: 100 at turn 1, then 250 after a
+  150-token branch turn), so a fork's own usage is the sum of its turn's ``last``;
 * every request of the server gets an answer from ``server_request_reply``: approvals are
   declined, anything else is refused with JSON-RPC's "method not found", except
   ``item/tool/call`` in a run with client tools (``TOOL_CALL``), which the backend answers with
@@ -97,7 +99,9 @@ def initialize_params(version: str, *, experimental: bool = False) -> dict[str, 
 
 def thread_request(spec: RunSpec, *, workdir: Path) -> tuple[str, dict[str, Any]]:
     """``("thread/start", params)`` for a new conversation, ``("thread/resume", params)`` to
-    continue ``spec.resume_thread_id``."""
+    continue ``spec.resume_thread_id``, ``("thread/fork", params)`` to branch it at
+    ``spec.fork_at_turn`` (a new persisted thread, so its own response can be continued; the
+    history is not sent back)."""
     params: dict[str, Any] = {
         "cwd": os.fspath(workdir),
         "approvalPolicy": "never",
@@ -107,6 +111,14 @@ def thread_request(spec: RunSpec, *, workdir: Path) -> tuple[str, dict[str, Any]
         params["model"] = spec.model
     if spec.network_access and spec.sandbox == "workspace-write":
         params["config"] = {"sandbox_workspace_write": {"network_access": True}}
+    if spec.resume_thread_id is not None and spec.fork_at_turn is not None:
+        return "thread/fork", {
+            "threadId": spec.resume_thread_id,
+            "lastTurnId": spec.fork_at_turn,
+            "excludeTurns": True,
+            "ephemeral": False,
+            **params,
+        }
     if spec.resume_thread_id is not None:
         return "thread/resume", {"threadId": spec.resume_thread_id, "excludeTurns": True, **params}
     start = {**params, "ephemeral": not spec.persist}
@@ -169,7 +181,8 @@ def turn_start_params(
 
 
 def thread_id_of(result: Mapping[str, Any]) -> str | None:
-    """The thread id in a ``thread/start`` / ``thread/resume`` result."""
+    """The thread id in a ``thread/start`` / ``thread/resume`` / ``thread/fork`` result (a fork's
+    is the new thread's)."""
     thread = result.get("thread")
     tid = thread.get("id") if isinstance(thread, dict) else None
     return tid if isinstance(tid, str) and tid else None

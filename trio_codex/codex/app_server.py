@@ -3,7 +3,8 @@
 ``AppServerBackend.run`` spawns the native Codex binary as ``codex <fast flags> app-server`` in
 its own process group (``process.open_process_group``), speaks JSON-RPC to it over stdin/stdout
 (``jsonrpc.RpcConnection``) and maps the turn's notifications to events
-(``app_protocol.TurnMapper``): initialize, ``thread/start`` (or ``thread/resume``), one
+(``app_protocol.TurnMapper``): initialize, ``thread/start`` (or ``thread/resume``, or
+``thread/fork`` for a branch), one
 ``turn/start``, every notification of that turn, then stdin is closed, which ends app-server.
 
 Warm spares (``CODEX_WARM_SPARES``): while ``serve`` runs, that many children are kept spawned and
@@ -419,9 +420,10 @@ class AppServerBackend:
         turn_id = turn_id_of(await _answer_of(conn, turn_req))
         if turn_id is None:
             raise _RunFailed(f"{PEER} answered turn/start without a turn id")
-        await emit(TurnStarted())
+        await emit(TurnStarted(turn_id))
 
-        mapper = TurnMapper(turn_id, cumulative=spec.resume_thread_id is not None)
+        resumed = spec.resume_thread_id is not None and spec.fork_at_turn is None
+        mapper = TurnMapper(turn_id, cumulative=resumed)
         async for message in conn.incoming:
             if (
                 isinstance(message, ServerRequest)

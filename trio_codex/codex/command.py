@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Final
 
 from ..run.runner import RunSpec
+from ..run.threads import branching_unsupported
 from ..settings import Settings
 from .localonly import LOCAL_ONLY_CODEX_ARGS, argv_config_overrides
 
@@ -158,7 +159,10 @@ def build_argv(
     binary: Path, spec: RunSpec, *, workdir: Path, local_only: bool = False
 ) -> tuple[str, ...]:
     """``codex exec`` argv for ``spec``; the final ``-`` makes Codex read the prompt from stdin.
-    ``local_only`` adds ``LOCAL_ONLY_CODEX_ARGS`` (server policy, never a request's)."""
+    A branch (``spec.fork_at_turn``) is refused with the 400 of ``run.threads``. ``local_only`` adds ``LOCAL_ONLY_CODEX_ARGS`` (server policy, never a request's)."""
+    if spec.fork_at_turn is not None:
+        # `codex exec fork` forks a whole thread, never at a turn: never resume instead.
+        raise branching_unsupported()
     argv: list[str] = [os.fspath(binary), "exec"]
     if spec.resume_thread_id is not None:
         # `exec resume` has no -s/-C/--color: the sandbox goes through -c, cwd through the process.

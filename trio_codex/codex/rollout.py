@@ -2,17 +2,24 @@
 
 ``codex exec resume`` reports ``turn.completed.usage`` as the running total of the whole thread,
 not of the turn. A request's own usage is that total ``.since`` the thread's total before the
-run, which ``read_thread_totals`` reads here: the last ``token_count`` record of the thread's
-rollout file (plain, blocking file reads: call it in a worker thread).
+run, which ``read_thread_record`` reads here: the last ``token_count`` record of the thread's
+rollout file. It also reads the thread's latest turn: the ``turn_id`` of the last
+``task_started`` record (written when a turn begins, by ``codex exec`` and ``app-server``
+alike, so a turn still running is the latest), which tells a continuation of the latest turn
+from a branch (``run.threads.plan_continuation``). Plain, blocking file reads: call them in a
+worker thread.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
 import json
 import os
 import re
 import uuid
+from collections.abc import Generator
 from pathlib import Path
 from typing import Final
 
@@ -64,8 +71,38 @@ def find_rollout(codex_home: Path, thread_id: str) -> Path | None:
     return found[0] if found else None
 
 
+@dataclasses.dataclass(frozen=True)
+class ThreadRecord:
+    """What a rollout file says about its thread's end."""
+
+    #: Codex's cumulative usage of the thread (None: no ``token_count`` record yet).
+    totals: Usage | None = None
+    #: The id of the thread's latest turn (None: no turn recorded, or an older Codex).
+    last_turn_id: str | None = None
+
+
 def last_totals(path: Path, limit: int = ROLLOUT_READ_LIMIT) -> Usage | None:
     """The last ``token_count.info.total_token_usage`` of a rollout file, read from the end."""
+    return last_record(path, limit).totals
+
+
+def last_record(path: Path, limit: int = ROLLOUT_READ_LIMIT) -> ThreadRecord:
+    """The last totals and the last turn id of a rollout file, read from the end (at most
+    ``limit`` bytes of it)."""
+    totals: Usage | None = None
+    turn_id: str | None = None
+    with contextlib.closing(_lines_from_end(path, limit)) as lines:
+        for line in lines:
+            if totals is None:
+                totals = _totals_of(line)
+            if turn_id is None:
+                turn_id = _turn_started(line)
+            if totals is not None and turn_id is not None:
+                break
+    return ThreadRecord(totals, turn_id)
+
+
+def _lines_from_end(path: Path, limit: int) -> Generator[bytes]:
     with path.open("rb") as f:
         end = f.seek(0, os.SEEK_END)
         pos = end
@@ -78,11 +115,21 @@ def last_totals(path: Path, limit: int = ROLLOUT_READ_LIMIT) -> Usage | None:
             lines = tail.split(b"\n")
             # The first piece may be a partial line unless the file start was reached.
             complete, tail = (lines, b"") if pos == 0 else (lines[1:], lines[0])
-            for line in reversed(complete):
-                totals = _totals_of(line)
-                if totals is not None:
-                    return totals
-    return None
+            yield from reversed(complete)
+
+
+def _turn_started(line: bytes) -> str | None:
+    if b'"task_started"' not in line:
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    payload = record.get("payload") if isinstance(record, dict) else None
+    if not isinstance(payload, dict) or payload.get("type") != "task_started":
+        return None
+    turn_id = payload.get("turn_id")
+    return turn_id if isinstance(turn_id, str) and turn_id else None
 
 
 def _totals_of(line: bytes) -> Usage | None:
@@ -104,8 +151,15 @@ def _totals_of(line: bytes) -> Usage | None:
 def read_thread_totals(codex_home: Path, thread_id: str) -> Usage | None:
     """Codex's cumulative usage of a thread as recorded in its rollout, or None when there is
     no readable record (blocking file IO: call it in a worker thread)."""
+    record = read_thread_record(codex_home, thread_id)
+    return record.totals if record is not None else None
+
+
+def read_thread_record(codex_home: Path, thread_id: str) -> ThreadRecord | None:
+    """The end of a thread's rollout (``last_record``), or None when there is no readable
+    rollout (blocking file IO: call it in a worker thread)."""
     try:
         path = find_rollout(codex_home, thread_id)
-        return last_totals(path) if path is not None else None
+        return last_record(path) if path is not None else None
     except OSError:
         return None

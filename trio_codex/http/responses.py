@@ -13,10 +13,14 @@ Guarantees:
   ``response.in_progress`` when the id is known then (continuations, ``store: false``), else
   a ``: keep-alive`` comment, with ``response.created`` following Codex's first line
   (``thread.started``); while Codex is silent the stream carries ``: keep-alive`` comments;
+* ``previous_response_id`` naming the thread's latest turn resumes the thread; naming an older
+  turn branches it (app-server ``thread/fork``; a 400 naming ``previous_response_id`` on the
+  exec backend, which cannot fork at a turn); see ``run.threads.plan_continuation``;
 * a conversation is resumed by one run at a time in this process (409 ``conversation_busy``
   otherwise, also when Codex itself reports another writer); the thread is held by the run's
-  lease, one of the run's resources, released once its process is gone;
-* ``usage`` is the request's own, also on a resumed thread;
+  lease, one of the run's resources, released once its process is gone; branches take no lock
+  on their source, only on the new thread they write;
+* ``usage`` is the request's own, also on a resumed or branched thread;
 * threads are persisted unless a new conversation asks ``store: false``; continuations always
   write to their (already persisted) thread;
 * client tools (``tools``, app-server only; ``exec`` refuses them with 400
@@ -43,7 +47,7 @@ import trio
 from quart.typing import ResponseReturnValue
 from quart_trio import QuartTrio
 
-from ..codex.rollout import may_have_rollout, read_thread_totals
+from ..codex.rollout import ThreadRecord, may_have_rollout, read_thread_record
 from ..errors import InvalidRequestError
 from ..openai.chat import now
 from ..openai.progress import wants_progress
@@ -64,7 +68,7 @@ from ..openai.responses.wire import ResponseBuilder, ResponsesRenderer
 from ..openai.tools import TOOL_PATH_HEADER, refuse_offered_tools, responses_tools
 from ..run.events import Usage
 from ..run.runner import CodexRunner, RunHandle
-from ..run.threads import RunLease, ThreadLocks
+from ..run.threads import RunLease, ThreadLocks, branching_unsupported, plan_continuation
 from ..run.tools import ToolOutput
 from ..service import Service
 from .access import current_caller, current_record
@@ -102,8 +106,12 @@ def register_responses(app: QuartTrio, service: Service, locks: ThreadLocks) -> 
         if parked is None and thread is None:
             check_orphan_outputs(plan)  # nothing this request can reach made those calls
         echo = echo_fields(req, options.reasoning_effort)
+        turn_ids = settings.backend == "app-server"  # codex exec reports no turn ids
+        branch: str | None = None
+        known_turn: str | None = None
         if parked is not None:
             # The turn that made the calls goes on; its run keeps holding its thread.
+            known_turn = parked.handle.transcript.turn_id
             parked.handle.resume(list(plan.outputs))
             handle = parked.handle
             thread, persist, baseline = parked.thread_id, parked.persist, parked.total
@@ -115,8 +123,20 @@ def register_responses(app: QuartTrio, service: Service, locks: ThreadLocks) -> 
                 resources.callback(lease.release)
                 baseline = Usage()
                 if previous is not None and thread is not None:
-                    lease.claim(thread)
-                    baseline = await _baseline(settings.codex_home, thread, previous)
+                    recorded = await _thread_record(settings.codex_home, thread)
+                    latest = recorded.last_turn_id if recorded is not None else None
+                    branch = plan_continuation(
+                        thread,
+                        previous.turn_id,
+                        latest_turn_id=latest,
+                        resuming_from=locks.resuming_from(thread),
+                    ).fork_at
+                    if branch is None:
+                        lease.claim(thread, previous.turn_id or latest)
+                        totals = recorded.totals if recorded is not None else None
+                        baseline = totals or previous.totals or Usage()
+                    elif not turn_ids:
+                        raise branching_unsupported()
                 spec = await service.prepare(
                     plan.prompt,
                     options,
@@ -124,17 +144,24 @@ def register_responses(app: QuartTrio, service: Service, locks: ThreadLocks) -> 
                     param="input",
                     output_schema=plan.output.schema,
                     resume_thread_id=thread,
+                    fork_at_turn=branch,
                     persist=persist,
                     tools=tools,
                 )
                 handle = await service.start(app.nursery, spec, resources)
         record.bind(handle)
 
-        def mint(thread_id: str | None, totals: Usage | None) -> str:
+        def mint(thread_id: str | None, turn_id: str | None, totals: Usage | None) -> str:
             keep = thread_id if persist else None
             if keep is not None and keep != thread:
                 lease.hold(keep)  # a new thread: nobody may resume it while this run writes it
-            return codec.encode(ResponseRef(keep, totals), binding)
+            # A branch's usage is its turn's own; Codex's total of the new thread also counts
+            # the history it inherited, so the id carries no totals for it.
+            carried = totals if branch is None else None
+            turn = (turn_id or known_turn) if keep is not None else None
+            return codec.encode(ResponseRef(keep, carried, turn_id=turn), binding)
+
+        resumed = thread if branch is None else None
 
         renderer = ResponsesRenderer(
             ResponseBuilder(
@@ -145,8 +172,11 @@ def register_responses(app: QuartTrio, service: Service, locks: ThreadLocks) -> 
             ),
             mint,
             streaming=bool(req.stream),
-            thread_id=thread,
-            await_thread=persist and thread is None,
+            thread_id=resumed,
+            await_thread=persist and resumed is None,
+            # A waiting turn goes on: no new turn starts, its id is known.
+            await_turn=persist and turn_ids and parked is None,
+            continuing=thread is not None,
             baseline=baseline,
         )
 
@@ -265,12 +295,9 @@ def _previous(
     return previous
 
 
-async def _baseline(codex_home: Path, thread: str, previous: ResponseRef) -> Usage:
-    """The thread's usage before this run: Codex's own record, else what the previous id
-    carries, else zero (see ``codex.rollout``)."""
-    recorded = (
-        await trio.to_thread.run_sync(read_thread_totals, codex_home, thread)
-        if may_have_rollout(thread)
-        else None
-    )
-    return recorded or previous.totals or Usage()
+async def _thread_record(codex_home: Path, thread: str) -> ThreadRecord | None:
+    """Codex's record of the thread (its usage so far and its latest turn; see
+    ``codex.rollout``), or None when there is none to read."""
+    if not may_have_rollout(thread):
+        return None
+    return await trio.to_thread.run_sync(read_thread_record, codex_home, thread)

@@ -59,7 +59,8 @@ class ThreadStarted:
 
 @dataclasses.dataclass(frozen=True)
 class TurnStarted:
-    pass
+    #: Codex's id of the turn (``app-server`` reports it; ``codex exec --json`` does not).
+    turn_id: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,6 +223,7 @@ class Transcript:
     """Everything a run produced, folded from its events in order."""
 
     thread_id: str | None = None
+    turn_id: str | None = None
     messages: list[str] = dataclasses.field(default_factory=list)
     reasoning: list[str] = dataclasses.field(default_factory=list)
     usage: Usage | None = None
@@ -236,6 +238,8 @@ class Transcript:
         match event:
             case ThreadStarted(thread_id=thread_id):
                 self.thread_id = thread_id
+            case TurnStarted(turn_id=turn_id) if turn_id is not None:
+                self.turn_id = turn_id
             case TextDelta(item_id=item_id, delta=delta):
                 self._partial[item_id] = self._partial.get(item_id, "") + delta
             case MessageCompleted(item_id=item_id, text=text):

@@ -86,6 +86,9 @@ class RunSpec:
     output_schema: Path | None = None
     #: Continue this Codex thread (``codex exec resume``) instead of starting one.
     resume_thread_id: str | None = None
+    #: With ``resume_thread_id``: branch instead, into a new thread holding that thread's
+    #: history up to this turn (app-server ``thread/fork``; ``run.threads``).
+    fork_at_turn: str | None = None
     #: Keep the thread on disk so a later request can resume it.
     persist: bool = False
     #: Client tools offered to the model (backends that cannot offer them refuse earlier).

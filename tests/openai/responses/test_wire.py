@@ -153,7 +153,7 @@ def test_stream_waits_for_the_thread_before_created() -> None:
     """A new conversation's created event waits for ThreadStarted, whose id it carries."""
     minted: list[str | None] = []
 
-    def mint(thread: str | None) -> str:
+    def mint(thread: str | None, turn: str | None) -> str:
         minted.append(thread)
         return f"resp_{thread}"
 
@@ -169,16 +169,22 @@ def test_stream_waits_for_the_thread_before_created() -> None:
 
 def test_stream_without_a_thread_mints_an_id_that_cannot_continue() -> None:
     """If Codex reports no thread before other output (or ends), the id carries no thread."""
-    stream = ResponseStream(_builder(), lambda t: f"resp_{t}", thread_id=None, await_thread=True)
+    stream = ResponseStream(
+        _builder(), lambda t, _turn: f"resp_{t}", thread_id=None, await_thread=True
+    )
     events = stream.feed(TurnCompleted(Usage()))
     assert events[0]["response"]["id"] == "resp_None"
-    quiet = ResponseStream(_builder(), lambda t: f"resp_{t}", thread_id=None, await_thread=True)
+    quiet = ResponseStream(
+        _builder(), lambda t, _turn: f"resp_{t}", thread_id=None, await_thread=True
+    )
     assert _types(quiet.fail("x", "y")) == ["created", "in_progress", "failed"]
 
 
 def test_continuation_stream_is_created_at_once() -> None:
     """A continuation knows its thread: created and in_progress come before any Codex event."""
-    stream = ResponseStream(_builder(), lambda t: f"resp_{t}", thread_id="t", await_thread=False)
+    stream = ResponseStream(
+        _builder(), lambda t, _turn: f"resp_{t}", thread_id="t", await_thread=False
+    )
     events = stream.open()
     assert _types(events) == ["created", "in_progress"]
     assert events[1]["response"]["id"] == "resp_t"

@@ -5,8 +5,9 @@ Everything here is pure or plain file reading; nothing imports trio or Quart.
 
 **Response ids** (``ResponseIdCodec``) carry what a later ``previous_response_id`` needs, so
 the server keeps no table of responses: the Codex thread id (absent when the response cannot be
-continued: ``store: false``, or Codex never reported a thread), optionally Codex's cumulative
-usage of the thread after this response, and a random nonce, all signed with HMAC-SHA256 under
+continued: ``store: false``, or Codex never reported a thread), the Codex turn that produced the
+response (when the backend reports turn ids: ``app-server`` does, ``codex exec`` does not),
+optionally Codex's cumulative usage of the thread after this response, and a random nonce, all signed with HMAC-SHA256 under
 ``Settings.response_id_secret`` together with the caller's API key (``key_binding``). Hence:
 
 * an id minted for one API key does not verify under another key (nor under another secret),
@@ -17,8 +18,11 @@ usage of the thread after this response, and a random nonce, all signed with HMA
 
 Layout, base64url without padding after ``resp_``: version (1 byte), flags (1 byte), nonce
 (8 bytes), the thread id (16 bytes when it is a canonical UUID, else a length-prefixed UTF-8
-string), the five usage counts as LEB128 varints when present, then the first 16 bytes of the
-HMAC over ``DOMAIN || binding || 0x00 || everything before the tag``.
+string), the five usage counts as LEB128 varints when present, the turn id when present (coded
+like the thread id), then the first 16 bytes of the HMAC over
+``DOMAIN || binding || 0x00 || everything before the tag``. The turn id is a flag of its own,
+so ids minted before turn ids existed still decode (``turn_id`` None: they continue the
+conversation's latest turn, see ``run.threads.plan_continuation``).
 
 The totals an id carries are the fallback baseline of per-request usage on a resumed thread
 (``Usage.since``), when Codex's own record (``codex/rollout.py``) cannot be read.
@@ -47,7 +51,9 @@ _NONCE_BYTES: Final = 8
 _HAS_THREAD: Final = 0x01
 _HAS_TOTALS: Final = 0x02
 _UUID_THREAD: Final = 0x04
-_KNOWN_FLAGS: Final = _HAS_THREAD | _HAS_TOTALS | _UUID_THREAD
+_HAS_TURN: Final = 0x08
+_UUID_TURN: Final = 0x10
+_KNOWN_FLAGS: Final = _HAS_THREAD | _HAS_TOTALS | _UUID_THREAD | _HAS_TURN | _UUID_TURN
 #: Longest id ``decode`` looks at (a thread id of Codex is 36 characters; names are short).
 MAX_ID_CHARS: Final = 512
 _CANONICAL_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -66,6 +72,8 @@ class ResponseRef:
     #: Codex's cumulative usage of the thread after this response, when known at minting.
     totals: Usage | None = None
     nonce: bytes = dataclasses.field(default_factory=lambda: secrets.token_bytes(_NONCE_BYTES))
+    #: The Codex turn that produced the response (None: unknown, continue the latest turn).
+    turn_id: str | None = None
 
 
 def key_binding(api_key: str | None) -> bytes:
@@ -141,13 +149,15 @@ class ResponseIdCodec:
             flags |= _HAS_THREAD
             if _CANONICAL_UUID.fullmatch(ref.thread_id):
                 flags |= _UUID_THREAD
-                parts.append(uuid.UUID(ref.thread_id).bytes)
-            else:
-                raw = ref.thread_id.encode()
-                parts += [_varint(len(raw)), raw]
+            parts.append(_id_bytes(ref.thread_id))
         if ref.totals is not None:
             flags |= _HAS_TOTALS
             parts += [_varint(n) for n in _usage_fields(ref.totals)]
+        if ref.turn_id is not None:
+            flags |= _HAS_TURN
+            if _CANONICAL_UUID.fullmatch(ref.turn_id):
+                flags |= _UUID_TURN
+            parts.append(_id_bytes(ref.turn_id))
         body = bytes([_VERSION, flags]) + b"".join(parts)
         token = body + self._tag(binding, body)
         return PREFIX + urlsafe_b64encode(token).rstrip(b"=").decode()
@@ -178,15 +188,7 @@ class ResponseIdCodec:
         if version != _VERSION or flags & ~_KNOWN_FLAGS:
             raise ResponseIdError("unknown version")
         nonce = reader.take(_NONCE_BYTES)
-        thread_id: str | None = None
-        if flags & _HAS_THREAD:
-            if flags & _UUID_THREAD:
-                thread_id = str(uuid.UUID(bytes=reader.take(16)))
-            else:
-                try:
-                    thread_id = reader.take(reader.varint()).decode()
-                except UnicodeDecodeError:
-                    raise ResponseIdError("bad thread id") from None
+        thread_id = _read_id(reader, flags, _HAS_THREAD, _UUID_THREAD)
         totals: Usage | None = None
         if flags & _HAS_TOTALS:
             i, c, w, o, r = (reader.varint() for _ in range(5))
@@ -197,9 +199,29 @@ class ResponseIdCodec:
                 output_tokens=o,
                 reasoning_output_tokens=r,
             )
+        turn_id = _read_id(reader, flags, _HAS_TURN, _UUID_TURN)
         if reader.pos != len(body):
             raise ResponseIdError("trailing bytes")
-        return ResponseRef(thread_id, totals, nonce)
+        return ResponseRef(thread_id, totals, nonce, turn_id)
+
+
+def _id_bytes(value: str) -> bytes:
+    """A thread or turn id: 16 bytes for a canonical UUID, else length-prefixed UTF-8."""
+    if _CANONICAL_UUID.fullmatch(value):
+        return uuid.UUID(value).bytes
+    raw = value.encode()
+    return _varint(len(raw)) + raw
+
+
+def _read_id(reader: _Reader, flags: int, present: int, compact: int) -> str | None:
+    if not flags & present:
+        return None
+    if flags & compact:
+        return str(uuid.UUID(bytes=reader.take(16)))
+    try:
+        return reader.take(reader.varint()).decode()
+    except UnicodeDecodeError:
+        raise ResponseIdError("bad thread or turn id") from None
 
 
 def previous_not_found(detail: str = "") -> NotFoundError:

@@ -33,8 +33,10 @@ stream helpers and the OpenAPI spec (WIRE.md section 4):
 ``ResponseStream`` adds the one ordering rule that depends on the id: ``response.created``
 (first, as both SDK helpers require) is sent as soon as the id can be minted. A response on a
 known thread (a continuation) or that will not be continued gets its id at once; a new
-persisted conversation waits for Codex's ``thread.started`` (its first line), since the id
-carries the thread.
+persisted conversation (or a branch, which gets a new thread) waits for Codex's
+``thread.started`` (its first line), since the id carries the thread; on a backend that
+reports turn ids (app-server) the id also waits for ``TurnStarted``, since it carries the turn
+(a later ``previous_response_id`` may branch there).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from ...run.events import (
     ToolCallStarted,
     ToolCallWaiting,
     Transcript,
+    TurnStarted,
     Usage,
 )
 from ...run.tools import ToolCall
@@ -392,39 +395,50 @@ class ResponseBuilder:
 class ResponseStream:
     """The event order of one streamed response, with ``response.created`` first.
 
-    ``mint(thread_id)`` makes the response id. With ``await_thread`` the id waits for Codex's
-    ``ThreadStarted`` (a new conversation that may be continued); if anything else comes first,
-    or the run ends before it, the id is minted without a thread (that response cannot be
-    continued, which is the truth: Codex reported no thread).
+    ``mint(thread_id, turn_id)`` makes the response id. With ``await_thread`` the id waits for
+    Codex's ``ThreadStarted`` (a new conversation, or a branch, that may be continued), with
+    ``await_turn`` also for ``TurnStarted`` (whose turn id it carries); if anything else comes
+    first, or the run ends before them, the id is minted with what is known (without a thread,
+    that response cannot be continued, which is the truth: Codex reported no thread).
     """
 
     def __init__(
         self,
         builder: ResponseBuilder,
-        mint: Callable[[str | None], str],
+        mint: Callable[[str | None, str | None], str],
         *,
         thread_id: str | None,
         await_thread: bool,
+        await_turn: bool = False,
     ) -> None:
         self.builder = builder
         self._mint = mint
         self._thread_id = thread_id
         self._await_thread = await_thread
+        self._await_turn = await_turn
 
     def open(self) -> list[Event]:
         """The events to send once the run holds its slot (none while awaiting the thread)."""
-        if self._await_thread:
+        if self._await_thread or self._await_turn:
             return []
-        return self.builder.start(self._mint(self._thread_id))
+        return self.builder.start(self._mint(self._thread_id, None))
 
     def _ensure_started(self) -> list[Event]:
         if self.builder.started:
             return []
-        return self.builder.start(self._mint(None))
+        return self.builder.start(self._mint(self._thread_id, None))
 
     def feed(self, event: CodexEvent) -> list[Event]:
-        if not self.builder.started and isinstance(event, ThreadStarted) and event.thread_id:
-            return self.builder.start(self._mint(event.thread_id))
+        if not self.builder.started:
+            if isinstance(event, ThreadStarted):
+                if self._await_thread and event.thread_id:
+                    self._thread_id = event.thread_id
+                    self._await_thread = False
+                if self._await_thread or self._await_turn:
+                    return []
+                return self._ensure_started()
+            if isinstance(event, TurnStarted) and self._await_turn:
+                return self.builder.start(self._mint(self._thread_id, event.turn_id))
         return self._ensure_started() + self.builder.feed(event)
 
     def complete(self, usage: Mapping[str, Any] | None) -> list[Event]:
@@ -437,12 +451,14 @@ class ResponseStream:
 class ResponsesRenderer:
     """One run as a Responses API answer, streamed or whole.
 
-    ``mint(thread_id, totals)`` makes the response id. Streamed, the id is minted as soon as it
-    can be (``ResponseStream``); whole, it is minted at the end with Codex's cumulative totals
-    of the thread, so a later continuation has a usage baseline even without Codex's record.
-    ``usage`` is the request's own: the run's total ``.since(baseline)`` (a resumed thread's
-    total counts every earlier turn). A resumed run's refusals from Codex (another writer, a
-    thread that is gone) are reported as 409 / 404 (``ids.resume_error``).
+    ``mint(thread_id, turn_id, totals)`` makes the response id. Streamed, the id is minted as
+    soon as it can be (``ResponseStream``); whole, it is minted at the end with Codex's
+    cumulative totals of the thread, so a later continuation has a usage baseline even without
+    Codex's record. ``usage`` is the request's own: the run's total ``.since(baseline)`` (a
+    resumed thread's total counts every earlier turn). A continued run's refusals from Codex
+    (another writer, a thread that is gone) are reported as 409 / 404 (``ids.resume_error``).
+    ``thread_id`` is the thread the run writes when known ahead (a resume); a new conversation
+    or a branch (``continuing`` without ``thread_id``) takes the thread Codex reports.
     """
 
     detach_at_turn_end = False
@@ -450,22 +466,29 @@ class ResponsesRenderer:
     def __init__(
         self,
         builder: ResponseBuilder,
-        mint: Callable[[str | None, Usage | None], str],
+        mint: Callable[[str | None, str | None, Usage | None], str],
         *,
         streaming: bool,
         thread_id: str | None,
         await_thread: bool,
         baseline: Usage | None = None,
+        await_turn: bool = False,
+        continuing: bool | None = None,
     ) -> None:
         self.builder = builder
         self.streaming = streaming
         self.thread_id = thread_id
+        self.continuing = thread_id is not None if continuing is None else continuing
         self.baseline = baseline or Usage()
         self.usage: Usage | None = None
         self.error: ServiceError | None = None
         self._mint = mint
         self._stream = ResponseStream(
-            builder, lambda t: mint(t, None), thread_id=thread_id, await_thread=await_thread
+            builder,
+            lambda t, turn: mint(t, turn, None),
+            thread_id=thread_id,
+            await_thread=await_thread,
+            await_turn=await_turn,
         )
         #: Client tool calls of this response, and whether the run now waits for their results.
         self.tool_calls: list[ToolCall] = []
@@ -511,12 +534,14 @@ class ResponsesRenderer:
         wire = responses_usage(self.usage) if self.usage is not None else None
         if self.streaming:
             return frames(self._stream.complete(wire))
-        self.builder.response_id = self._mint(self.thread_id or transcript.thread_id, total)
+        self.builder.response_id = self._mint(
+            self.thread_id or transcript.thread_id, transcript.turn_id, total
+        )
         self.builder.complete(wire)
         return b""
 
     def fail(self, error: ServiceError) -> bytes:
-        self.error = resume_error(error) if self.thread_id is not None else error
+        self.error = resume_error(error) if self.continuing else error
         if self.streaming:
             return frames(self._stream.fail(self.error.code, self.error.message))
         return b""
