@@ -177,6 +177,25 @@ def test_resume_continues_the_thread_with_approvals_off() -> None:
     assert "ephemeral" not in params
 
 
+def test_a_branch_forks_the_thread_at_its_turn_into_a_persisted_thread() -> None:
+    """thread/fork at the turn, persisted (its response can be continued), no history back."""
+    spec = RunSpec(prompt="p", resume_thread_id=TID, fork_at_turn="turn-1", sandbox="read-only")
+    method, params = thread_request(spec, workdir=WORKDIR)
+    assert method == "thread/fork"
+    assert (params["threadId"], params["lastTurnId"]) == (TID, "turn-1")
+    assert (params["excludeTurns"], params["ephemeral"]) == (True, False)
+    assert (params["approvalPolicy"], params["sandbox"]) == ("never", "read-only")
+
+
+def test_a_forks_usage_is_its_turns_own_not_the_inherited_total() -> None:
+    """Measured: a fork at a turn whose thread total was 100 reports total 250 after a
+    150-token turn; the branch's usage is the 150 (a fork is mapped like a new thread)."""
+    events = fold(
+        TurnMapper(TURN), [token_usage((150, 0, 15, 0), (250, 0, 25, 0)), turn_completed()]
+    )
+    assert events == [TurnCompleted(Usage(150, 0, 15, 0))]
+
+
 def test_turn_start_sends_the_prompt_then_one_local_image_per_file() -> None:
     spec = RunSpec(
         prompt="look", images=(Path("/tmp/a.png"), Path("/tmp/b.jpg")), reasoning_effort="high"

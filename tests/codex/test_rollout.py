@@ -7,7 +7,13 @@ import json
 import uuid
 from pathlib import Path
 
-from trio_codex.codex.rollout import find_rollout, last_totals, read_thread_totals
+from trio_codex.codex.rollout import (
+    ThreadRecord,
+    find_rollout,
+    last_totals,
+    read_thread_record,
+    read_thread_totals,
+)
 from trio_codex.run.events import Usage
 
 THREAD = "01a2143b-1fd9-76e0-9757-41798741afc5"
@@ -64,3 +70,24 @@ def test_rollout_lookup_refuses_odd_ids_and_missing_files(tmp_path: Path) -> Non
     assert read_thread_totals(tmp_path, "thread-1") is None
     assert read_thread_totals(tmp_path, str(uuid.uuid4())) is None
     assert read_thread_totals(tmp_path / "nowhere", THREAD) is None
+
+
+def _task_started(turn: str) -> str:
+    return json.dumps({"type": "event_msg", "payload": {"type": "task_started", "turn_id": turn}})
+
+
+def test_rollout_latest_turn_is_the_last_task_started(tmp_path: Path) -> None:
+    """The latest turn is the last one begun (a running turn counts), found however far back
+    its record is; totals still come from the last token_count."""
+    filler = [json.dumps({"type": "response_item", "payload": {"text": "x" * 1000}})] * 600
+    _rollout(
+        tmp_path,
+        THREAD,
+        [_task_started("turn-1"), _token_count(100), _task_started("turn-2"), *filler],
+    )
+    assert read_thread_record(tmp_path, THREAD) == ThreadRecord(
+        Usage(100, 5, 10, 1), last_turn_id="turn-2"
+    )
+    _rollout(tmp_path, THREAD, ['{"type":"session_meta"}'])
+    assert read_thread_record(tmp_path, THREAD) == ThreadRecord(None, None)
+    assert read_thread_record(tmp_path, str(uuid.uuid4())) is None

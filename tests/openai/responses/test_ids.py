@@ -19,6 +19,7 @@ from trio_codex.run.events import Usage
 
 SECRET = b"s" * 32
 THREAD = "01a2143b-1fd9-76e0-9757-41798741afc5"
+TURN = "01a239cc-4d22-7cd3-ab13-496bba6e6643"
 codec = ResponseIdCodec(SECRET)
 
 
@@ -32,8 +33,10 @@ codec = ResponseIdCodec(SECRET)
         ResponseRef(THREAD, Usage(300, 5, 30, 2, 1)),
         ResponseRef("thread-1", Usage(1, 2, 3, 4)),
         ResponseRef(None),
+        ResponseRef(THREAD, turn_id=TURN),
+        ResponseRef(THREAD, Usage(7, 0, 1), turn_id="turn-7"),
     ],
-    ids=["uuid", "uuid+totals", "name+totals", "no thread"],
+    ids=["uuid", "uuid+totals", "name+totals", "no thread", "uuid+turn", "totals+named turn"],
 )
 def test_response_id_round_trips(ref: ResponseRef) -> None:
     """decode(encode(ref)) gives ref back under the same key binding."""
@@ -49,6 +52,24 @@ def test_uuid_threads_make_short_ids() -> None:
     assert len(codec.encode(ResponseRef(THREAD), key_binding("k"))) <= 64
     rid = codec.encode(ResponseRef(THREAD, Usage(10**9, 10**9, 10**9, 10**9)), key_binding("k"))
     assert len(rid) < 100
+
+
+def test_ids_minted_before_turn_ids_still_decode() -> None:
+    """An id minted by the previous release (no turn) decodes, with no turn: it continues
+    the conversation's latest turn."""
+    old = "resp_AQcAAQIDBAUGBwGiOcxNCnWDnn8sfJrl_VdkAAAKANTVmqWjD6KtJBlcMGwfjEU"
+    ref = ResponseIdCodec(b"legacy-secret").decode(old, key_binding("key-a"))
+    assert ref == ResponseRef(
+        "01a239cc-4d0a-7583-9e7f-2c7c9ae5fd57",
+        Usage(input_tokens=100, output_tokens=10),
+        bytes(range(8)),
+        turn_id=None,
+    )
+
+
+def test_a_turn_keeps_ids_short() -> None:
+    """A UUID turn id is packed into 16 bytes too."""
+    assert len(codec.encode(ResponseRef(THREAD, turn_id=TURN), key_binding("k"))) <= 90
 
 
 def test_response_id_is_bound_to_key_and_secret() -> None:

@@ -20,6 +20,7 @@ from trio_codex.run.events import (
     TextDelta,
     ThreadStarted,
     TurnCompleted,
+    TurnStarted,
     Usage,
 )
 
@@ -178,6 +179,41 @@ def test_stream_without_a_thread_mints_an_id_that_cannot_continue() -> None:
         _builder(), lambda t, _turn: f"resp_{t}", thread_id=None, await_thread=True
     )
     assert _types(quiet.fail("x", "y")) == ["created", "in_progress", "failed"]
+
+
+def test_stream_waits_for_the_turn_when_the_id_carries_it() -> None:
+    """With await_turn, created waits for TurnStarted (after ThreadStarted) and the id names
+    both; a continuation's thread is known, its turn is not."""
+    stream = ResponseStream(
+        _builder(),
+        lambda t, turn: f"resp_{t}_{turn}",
+        thread_id=None,
+        await_thread=True,
+        await_turn=True,
+    )
+    assert stream.open() == []
+    assert stream.feed(ThreadStarted("t-9")) == []
+    events = stream.feed(TurnStarted("u-1"))
+    assert _types(events) == ["created", "in_progress"]
+    assert events[0]["response"]["id"] == "resp_t-9_u-1"
+    resumed = ResponseStream(
+        _builder(),
+        lambda t, turn: f"resp_{t}_{turn}",
+        thread_id="t",
+        await_thread=False,
+        await_turn=True,
+    )
+    assert resumed.open() == []
+    assert resumed.feed(ThreadStarted("t")) == []
+    assert resumed.feed(TurnStarted("u-2"))[0]["response"]["id"] == "resp_t_u-2"
+    silent = ResponseStream(
+        _builder(),
+        lambda t, turn: f"resp_{t}_{turn}",
+        thread_id="t",
+        await_thread=False,
+        await_turn=True,
+    )
+    assert silent.fail("x", "y")[0]["response"]["id"] == "resp_t_None"
 
 
 def test_continuation_stream_is_created_at_once() -> None:
