@@ -62,9 +62,7 @@ async def test_branches_hold_only_their_history_and_report_their_own_usage(
     def create(text: str, previous: str | None, tokens: tuple[int, int]) -> Any:
         with sdk(url) as client:
             return client.responses.create(
-                model="fake-model",
-                input=prompt(text, *tokens),
-                **({"previous_response_id": previous} if previous else {}),
+                model="fake-model", input=prompt(text, *tokens), previous_response_id=previous
             )
 
     def stream(text: str, previous: str, tokens: tuple[int, int]) -> Any:
