@@ -2,7 +2,9 @@
 notifications mean as ``CodexEvent`` s. Pure and sans-IO (``app_server.py`` does the IO).
 
 Shapes are Codex CLI 0.169.0's, on the stable surface (``experimentalApi: false``), as measured in
-APP_SERVER.md. Guarantees:
+APP_SERVER.md; ``PROTOCOL_PINS`` lists every method and field used here, and which of them are
+experimental (tests/codex/test_protocol_pins.py checks them against the installed CLI's
+``generate-json-schema``). Guarantees:
 
 * every thread request says ``approvalPolicy: "never"`` and names the sandbox explicitly
   (app-server's defaults are ``on-request``, which blocks a turn for ever on an approval, and
@@ -84,6 +86,122 @@ _INVALID_CONFIG: Final = "Invalid configuration"
 
 #: The server request that asks for a client tool's result.
 TOOL_CALL: Final = "item/tool/call"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtocolPin:
+    """One method or field of the app-server protocol that this module sends or reads.
+
+    A method: ``owner`` is the union it belongs to (``ClientRequest``, ``ClientNotification``,
+    ``ServerRequest``, ``ServerNotification``) and ``shape`` is None. A field: ``owner`` is the
+    schema definition (``ThreadForkParams``) and ``shape`` its value in short (``string``,
+    ``boolean``, ``array<UserInput>``, a definition's name, ``any``; ``null`` left out).
+    ``experimental``: only in ``codex app-server generate-json-schema --experimental``, so it
+    works only after ``initialize`` with ``experimentalApi: true`` and may change without
+    notice in any release.
+    """
+
+    owner: str
+    name: str
+    shape: str | None = None
+    experimental: bool = False
+
+
+#: Everything of the protocol this backend relies on (Codex CLI 0.169.0 and 0.171.0). The one
+#: experimental part is ``dynamicTools`` (client tools); ``thread/fork`` with ``lastTurnId``
+#: (branching) is stable.
+PROTOCOL_PINS: Final[tuple[ProtocolPin, ...]] = (
+    ProtocolPin("ClientRequest", "initialize"),
+    ProtocolPin("ClientRequest", "thread/start"),
+    ProtocolPin("ClientRequest", "thread/resume"),
+    ProtocolPin("ClientRequest", "thread/fork"),
+    ProtocolPin("ClientRequest", "turn/start"),
+    ProtocolPin("ClientNotification", "initialized"),
+    ProtocolPin("ServerRequest", "item/tool/call"),
+    ProtocolPin("ServerRequest", "item/commandExecution/requestApproval"),
+    ProtocolPin("ServerRequest", "item/fileChange/requestApproval"),
+    ProtocolPin("ServerRequest", "execCommandApproval"),
+    ProtocolPin("ServerRequest", "applyPatchApproval"),
+    ProtocolPin("ServerRequest", "mcpServer/elicitation/request"),
+    ProtocolPin("ServerNotification", "item/agentMessage/delta"),
+    ProtocolPin("ServerNotification", "item/started"),
+    ProtocolPin("ServerNotification", "item/completed"),
+    ProtocolPin("ServerNotification", "thread/tokenUsage/updated"),
+    ProtocolPin("ServerNotification", "error"),
+    ProtocolPin("ServerNotification", "turn/completed"),
+    ProtocolPin("ServerNotification", "configWarning"),
+    ProtocolPin("InitializeParams", "clientInfo", "ClientInfo"),
+    ProtocolPin("InitializeParams", "capabilities", "InitializeCapabilities"),
+    ProtocolPin("InitializeCapabilities", "experimentalApi", "boolean"),
+    ProtocolPin("InitializeCapabilities", "optOutNotificationMethods", "array<string>"),
+    ProtocolPin("ThreadStartParams", "cwd", "string"),
+    ProtocolPin("ThreadStartParams", "approvalPolicy", "AskForApproval"),
+    ProtocolPin("ThreadStartParams", "sandbox", "SandboxMode"),
+    ProtocolPin("ThreadStartParams", "model", "string"),
+    ProtocolPin("ThreadStartParams", "config", "object"),
+    ProtocolPin("ThreadStartParams", "ephemeral", "boolean"),
+    ProtocolPin("ThreadStartParams", "dynamicTools", "array<DynamicToolSpec>", experimental=True),
+    ProtocolPin("ThreadResumeParams", "threadId", "string"),
+    ProtocolPin("ThreadResumeParams", "excludeTurns", "boolean"),
+    ProtocolPin("ThreadResumeParams", "cwd", "string"),
+    ProtocolPin("ThreadResumeParams", "approvalPolicy", "AskForApproval"),
+    ProtocolPin("ThreadResumeParams", "sandbox", "SandboxMode"),
+    ProtocolPin("ThreadResumeParams", "model", "string"),
+    ProtocolPin("ThreadResumeParams", "config", "object"),
+    ProtocolPin("ThreadForkParams", "threadId", "string"),
+    ProtocolPin("ThreadForkParams", "lastTurnId", "string"),
+    ProtocolPin("ThreadForkParams", "excludeTurns", "boolean"),
+    ProtocolPin("ThreadForkParams", "ephemeral", "boolean"),
+    ProtocolPin("ThreadForkParams", "cwd", "string"),
+    ProtocolPin("ThreadForkParams", "approvalPolicy", "AskForApproval"),
+    ProtocolPin("ThreadForkParams", "sandbox", "SandboxMode"),
+    ProtocolPin("ThreadForkParams", "model", "string"),
+    ProtocolPin("ThreadForkParams", "config", "object"),
+    ProtocolPin("TurnStartParams", "threadId", "string"),
+    ProtocolPin("TurnStartParams", "input", "array<UserInput>"),
+    ProtocolPin("TurnStartParams", "summary", "ReasoningSummary"),
+    ProtocolPin("TurnStartParams", "effort", "ReasoningEffort"),
+    ProtocolPin("TurnStartParams", "outputSchema", "any"),
+    ProtocolPin("DynamicToolSpec", "type", "string"),
+    ProtocolPin("DynamicToolSpec", "name", "string"),
+    ProtocolPin("DynamicToolSpec", "description", "string"),
+    ProtocolPin("DynamicToolSpec", "inputSchema", "any"),
+    ProtocolPin("DynamicToolCallParams", "callId", "string"),
+    ProtocolPin("DynamicToolCallParams", "tool", "string"),
+    ProtocolPin("DynamicToolCallParams", "arguments", "any"),
+    ProtocolPin("DynamicToolCallResponse", "success", "boolean"),
+    ProtocolPin(
+        "DynamicToolCallResponse", "contentItems", "array<DynamicToolCallOutputContentItem>"
+    ),
+    ProtocolPin("ThreadStartResponse", "thread", "Thread"),
+    ProtocolPin("ThreadResumeResponse", "thread", "Thread"),
+    ProtocolPin("ThreadForkResponse", "thread", "Thread"),
+    ProtocolPin("Thread", "id", "string"),
+    ProtocolPin("TurnStartResponse", "turn", "Turn"),
+    ProtocolPin("Turn", "id", "string"),
+    ProtocolPin("Turn", "status", "TurnStatus"),
+    ProtocolPin("Turn", "error", "TurnError"),
+    ProtocolPin("AgentMessageDeltaNotification", "itemId", "string"),
+    ProtocolPin("AgentMessageDeltaNotification", "delta", "string"),
+    ProtocolPin("AgentMessageDeltaNotification", "turnId", "string"),
+    ProtocolPin("ThreadTokenUsageUpdatedNotification", "turnId", "string"),
+    ProtocolPin("ThreadTokenUsageUpdatedNotification", "tokenUsage", "ThreadTokenUsage"),
+    ProtocolPin("ThreadTokenUsage", "last", "TokenUsageBreakdown"),
+    ProtocolPin("ThreadTokenUsage", "total", "TokenUsageBreakdown"),
+    ProtocolPin("TokenUsageBreakdown", "inputTokens", "integer"),
+    ProtocolPin("TokenUsageBreakdown", "cachedInputTokens", "integer"),
+    ProtocolPin("TokenUsageBreakdown", "cacheWriteInputTokens", "integer"),
+    ProtocolPin("TokenUsageBreakdown", "outputTokens", "integer"),
+    ProtocolPin("TokenUsageBreakdown", "reasoningOutputTokens", "integer"),
+    ProtocolPin("ErrorNotification", "error", "TurnError"),
+    ProtocolPin("ErrorNotification", "turnId", "string"),
+    ProtocolPin("ErrorNotification", "willRetry", "boolean"),
+    ProtocolPin("ConfigWarningNotification", "summary", "string"),
+    ProtocolPin("ConfigWarningNotification", "details", "string"),
+)
+
+#: The experimental part of ``PROTOCOL_PINS``.
+EXPERIMENTAL_PINS: Final = tuple(pin for pin in PROTOCOL_PINS if pin.experimental)
 
 
 def initialize_params(version: str, *, experimental: bool = False) -> dict[str, Any]:
