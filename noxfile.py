@@ -3,6 +3,8 @@
 ``nox -s tests-3.13 -- -m "not slow"`` runs the fast layers only. The tests session installs the
 pinned Codex CLI (and the Node SDK) from ``tests/node`` when npm is available, so the end-to-end
 tests run against the real CLI; without npm they are skipped (outside CI) with a message.
+``tests_cli_latest`` runs the ``realcodex`` tests again against the newest Codex CLI release,
+pinned in ``tests/node-latest``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_external_run = True
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "tests_cli_latest"]
 
 PYTHONS = ["3.11", "3.13"]
 # The flake8-async rules ruff does not implement (ruff covers the rest of ASYNC).
@@ -78,3 +80,18 @@ def tests(session: nox.Session) -> None:
         )
     session.run("coverage", "run", "-m", "pytest", *session.posargs)
     session.run("coverage", "report", "--show-missing", "--skip-covered")
+
+
+@nox.session(python=PYTHONS[-1])
+def tests_cli_latest(session: nox.Session) -> None:
+    """The ``realcodex`` tests against the newest Codex CLI release (``tests/node-latest``), so a
+    change in Codex shows up before the pinned version moves; pass pytest arguments after
+    ``--``."""
+    session.install("-e", ".[cli]", "--group", "tests")
+    npm_ci = ("npm", "ci", "--no-audit", "--no-fund", "--prefix")
+    session.run(*npm_ci, "tests/node-latest", external=True)
+    session.run(*npm_ci, "tests/clients/node", external=True)  # the Node client recipes
+    codex = Path("tests/node-latest/node_modules/.bin/codex").resolve()
+    session.run(
+        "pytest", "-m", "realcodex", *session.posargs, env={"TRIO_CODEX_TEST_CODEX": str(codex)}
+    )

@@ -47,7 +47,12 @@ def test_a_bad_variable_is_a_settings_failure() -> None:
 
 @pytest.mark.parametrize(
     ("stdout", "status"),
-    [("codex-cli 0.169.0\n", "ok"), ("codex-cli 0.163.0\n", "ok"), ("codex-cli 0.99.1\n", "warn")],
+    [
+        ("codex-cli 0.169.0\n", "ok"),
+        ("codex-cli 0.171.0\n", "ok"),
+        ("codex-cli 0.163.0\n", "ok"),
+        ("codex-cli 0.99.1\n", "warn"),
+    ],
 )
 def test_the_binary_row_knows_the_tested_versions(stdout: str, status: str) -> None:
     check = doctor.check_binary(Path("/x/codex"), "PATH", selfcheck.Probe(0, stdout))

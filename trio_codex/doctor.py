@@ -31,7 +31,7 @@ from .settings import Settings, SettingsError, bundled_codex
 Status = Literal["ok", "warn", "fail"]
 
 #: Codex CLI versions the server's tests have run against (npm pin, PyPI extra).
-TESTED_VERSIONS: Final = ("0.163.0", "0.169.0")
+TESTED_VERSIONS: Final = ("0.163.0", "0.169.0", "0.171.0")
 INSTALL_FIX: Final = (
     "pip install 'trio-codex[cli]' (the native Codex from PyPI), or "
     "npm install -g @openai/codex@0.169.0, or set CODEX_PATH to a Codex CLI"
@@ -97,7 +97,7 @@ def check_binary(path: Path, source: str, version: selfcheck.Probe) -> Check:
             "codex binary",
             "warn",
             detail,
-            f"tested with {' and '.join(TESTED_VERSIONS)}; other versions may differ",
+            f"tested with {', '.join(TESTED_VERSIONS)}; other versions may differ",
         )
     return Check("codex binary", "ok", detail)
 

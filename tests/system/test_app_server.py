@@ -1321,9 +1321,14 @@ async def test_real_codex_warm_spare_streams_a_turn(tmp_path: Path, upstream: Fa
 
 @pytest.mark.realcodex
 async def test_real_codex_passes_the_startup_check(tmp_path: Path) -> None:
+    """The check reports the version the CLI itself prints (0.169.0, or the newest release in
+    the tests_cli_latest session)."""
     settings = make_settings(tmp_path, codex_path=require_codex_cli(), backend="app-server")
+    printed = await trio.run_process([settings.codex_path, "--version"], capture_stdout=True)
+    version = parse_version(printed.stdout.decode())
+    assert version is not None
     with trio.fail_after(30):
-        assert await check_app_server(backend_for(settings)) == "0.169.0"
+        assert await check_app_server(backend_for(settings)) == ".".join(map(str, version))
 
 
 @pytest.mark.realcodex
