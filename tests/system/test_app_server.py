@@ -175,7 +175,7 @@ async def test_a_turn_streams_deltas_and_sums_its_usage(
         )
     assert isinstance(events[0], ThreadStarted)
     assert events[1:] == [
-        TurnStarted(),
+        TurnStarted("turn-1"),  # app-server reports its turn id
         TextDelta("msg_1", "ab"),
         TextDelta("msg_1", "cd"),
         TextDelta("msg_1", "ef"),
