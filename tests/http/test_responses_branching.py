@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import trio
-import trio.testing
 from quart_trio import QuartTrio
 from trio.testing import MockClock
+from trio_util import AsyncValue
 
 from tests.support.servers import running_app
 from trio_codex.openai.responses.ids import ResponseIdCodec, ResponseRef, key_binding
@@ -69,6 +69,8 @@ class ThreadsBackend:
         self.threads: dict[str, Thread] = {}
         self.specs: list[RunSpec] = []
         self.release = trio.Event()
+        #: How many ``[hold]`` runs wait for ``release`` now (awaitable: ``wait_value``).
+        self.held = AsyncValue(0)
 
     def _rollout(self, thread_id: str) -> Path:
         day = self.codex_home / "sessions" / "2025" / "01" / "02"
@@ -117,6 +119,7 @@ class ThreadsBackend:
             self._record(thread, {"type": "task_started", "turn_id": turn.turn_id})
             await emit(TurnStarted(turn.turn_id))
             if "[hold]" in spec.prompt:
+                self.held.value += 1
                 await self.release.wait()
             history = [t.prompt for t in thread.turns] + [spec.prompt]
             turn.usage = Usage(input_tokens=100 * len(history), output_tokens=OUTPUT_TOKENS)
@@ -238,10 +241,12 @@ async def test_a_branch_continues_like_any_conversation(
 
 
 async def test_concurrent_branches_of_one_response_and_a_busy_latest_turn(
-    autojump_clock: MockClock, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     """While a continuation of the latest turn runs, a second one is 409, and branches of an
-    older response run concurrently (a fork takes no lock on its source)."""
+    older response run concurrently (a fork takes no lock on its source). Real time: rollouts
+    are read in worker threads, during which a virtual clock would jump to CODEX_TIMEOUT and
+    end the held run."""
     backend = ThreadsBackend(tmp_path / "codex-home")
     async with running_app(
         tmp_path, backend, backend_name="app-server", response_id_secret=SECRET
@@ -254,11 +259,12 @@ async def test_concurrent_branches_of_one_response_and_a_busy_latest_turn(
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run, "latest", "three [hold]", two["id"])
-            await trio.testing.wait_all_tasks_blocked()
-            nursery.start_soon(run, "busy", "three again", two["id"])
+            # Rollouts are read in worker threads: wait for the run itself, not for quiet.
+            await backend.held.wait_value(1)
+            await run("busy", "three again", two["id"])
             nursery.start_soon(run, "b1", "b1 [hold]", one["id"])
             nursery.start_soon(run, "b2", "b2 [hold]", one["id"])
-            await trio.testing.wait_all_tasks_blocked()
+            await backend.held.wait_value(3)
             assert results["busy"][0] == 409
             assert results["busy"][1]["error"]["code"] == "conversation_busy"
             assert "b1" not in results  # held: both branches are running at once
