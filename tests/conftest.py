@@ -42,10 +42,11 @@ def fake_codex(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=[b for b in BACKENDS if b != "auto"])
 def codex_backend(request: pytest.FixtureRequest) -> BackendName:
     """Each ``CODEX_BACKEND`` in turn (ids ``exec`` and ``app-server``), for a test that runs
-    the fake codex (or the real CLI) and holds for both."""
+    the fake codex (or the real CLI) and holds for both (``auto`` is one of them once resolved:
+    ``tests/test_backend_choice.py``)."""
     name: BackendName = request.param
     return name
 

@@ -183,3 +183,23 @@ def test_the_table_and_the_exit_status() -> None:
     assert doctor.exit_code(rows) == 1
     assert doctor.exit_code(rows[:2]) == 0
     assert doctor.render(rows[:2]).endswith("ready to serve")
+
+
+@pytest.mark.parametrize(
+    ("requested", "version", "status", "backend"),
+    [
+        ("auto", "codex-cli 0.169.0\n", "ok", "app-server"),
+        ("auto", "codex-cli 0.163.0\n", "warn", "exec"),  # the cli extra's Codex
+        ("exec", "codex-cli 0.171.0\n", "ok", "exec"),
+        ("app-server", "codex-cli 0.171.0\n", "ok", "app-server"),
+    ],
+)
+def test_the_backend_row_resolves_auto_and_warns_on_the_exec_fallback(
+    requested: str, version: str, status: str, backend: str
+) -> None:
+    check, chosen = doctor.check_backend(requested, selfcheck.Probe(0, version, ""))
+    assert (check.name, check.status, chosen) == ("backend", status, backend)
+    assert check.detail.startswith(backend)
+    if status == "warn":
+        assert "older than 0.169.0" in check.detail
+        assert "npm install -g @openai/codex" in check.fix

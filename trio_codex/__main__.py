@@ -38,7 +38,7 @@ from .api import components, create_app
 from .logs import HYPERCORN_LOGGER, configure_logging
 from .run.runner import CodexRunner
 from .settings import Settings, SettingsError
-from .startup import REFUSED, load_settings
+from .startup import REFUSED, load_settings, resolve_backend
 from .undumpable import make_undumpable
 
 log = logging.getLogger("trio_codex")
@@ -89,6 +89,7 @@ def serve_main(argv: list[str]) -> int:
     logging.getLogger("trio_codex").setLevel(level)
     logging.getLogger(HYPERCORN_LOGGER).setLevel(level)
     log.info("Codex CLI: %s", version)
+    settings = resolve_backend(settings, version)
     config = Config()
     config.bind = [bind]
     config.graceful_timeout = args.graceful_timeout

@@ -18,7 +18,7 @@ from .api import components, create_app
 from .logs import configure_logging
 from .masterwatch import master_sentinel, watch_master
 from .settings import Settings, SettingsError
-from .startup import hypercorn_master, load_settings, refuse
+from .startup import hypercorn_master, load_settings, refuse, resolve_backend
 from .undumpable import make_undumpable
 
 __all__ = ["app"]
@@ -50,6 +50,7 @@ _settings, _version = _load()
 # Our lines on stderr (LOG_FORMAT), unless the embedding process configured logging itself.
 configure_logging(_settings)
 logging.getLogger("trio_codex").info("Codex CLI: %s", _version)
+_settings = resolve_backend(_settings, _version)
 
 app = create_app(_settings)
 _end_with_master(app, _settings)

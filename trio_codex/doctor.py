@@ -10,13 +10,13 @@ through the configured backend (``CODEX_BACKEND``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import sys
 import tempfile
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Final, Literal
@@ -24,6 +24,7 @@ from typing import Final, Literal
 import trio
 
 from .codex import selfcheck
+from .codex.app_server_check import choose_backend
 from .codex.command import child_environment, resolve_codex_binary, server_config_overrides
 from .codex.localonly import LocalOnlyPolicy, ProviderVerdict, provider_env_keys, resolve_provider
 from .settings import Settings, SettingsError, bundled_codex
@@ -39,7 +40,7 @@ INSTALL_FIX: Final = (
 _VERSION: Final = re.compile(r"\b\d+\.\d+\.\d+\S*")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Check:
     """One row of the report."""
 
@@ -100,6 +101,21 @@ def check_binary(path: Path, source: str, version: selfcheck.Probe) -> Check:
             f"tested with {', '.join(TESTED_VERSIONS)}; other versions may differ",
         )
     return Check("codex binary", "ok", detail)
+
+
+def check_backend(requested: str, version: selfcheck.Probe) -> tuple[Check, str]:
+    """Which backend the server would run (``CODEX_BACKEND=auto`` resolved for this Codex),
+    and that backend; falling back to exec is a warning (no token streaming, no client tools)."""
+    backend, why = choose_backend(requested, version.stdout)
+    if requested == "auto" and backend == "exec":
+        return Check(
+            "backend",
+            "warn",
+            f"exec ({why})",
+            "install a newer Codex (npm install -g @openai/codex) and point CODEX_PATH at it, "
+            "or set CODEX_BACKEND=exec",
+        ), backend
+    return Check("backend", "ok", f"{backend} ({why})"), backend
 
 
 def check_app_server(probe: selfcheck.Probe) -> Check:
@@ -277,6 +293,9 @@ async def gather(
     checks = [check_binary(settings.codex_path, source, version)]
     if checks[0].status == "fail":
         return checks
+    backend_check, backend = check_backend(settings.backend, version)
+    checks.append(backend_check)
+    settings = dataclasses.replace(settings, backend=backend)  # type: ignore[arg-type]
     checks.append(check_app_server(await selfcheck.app_server_handshake(native, env=env, cwd=cwd)))
     config_path = settings.codex_home / "config.toml"
     provider, table = selected_provider(

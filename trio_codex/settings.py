@@ -25,8 +25,9 @@ SandboxMode = Literal["read-only", "workspace-write", "danger-full-access"]
 SANDBOX_MODES: Final[tuple[str, ...]] = get_args(SandboxMode)
 
 #: How Codex is run: ``codex exec --json`` (the whole answer at the end) or ``codex app-server``
-#: (token deltas as they are generated).
-BackendName = Literal["exec", "app-server"]
+#: (token deltas as they are generated, client tools); ``auto`` is app-server when the Codex CLI
+#: is new enough for it, else exec, decided once at startup (``startup.resolve_backend``).
+BackendName = Literal["auto", "exec", "app-server"]
 BACKENDS: Final[tuple[str, ...]] = get_args(BackendName)
 
 #: Where a chat completion shows Codex's reasoning summary (``CODEX_REASONING_DISPLAY``): nowhere,
@@ -203,8 +204,9 @@ SETTINGS: Final[tuple[SettingDoc, ...]] = (
     _doc(
         "CODEX_BACKEND",
         "--backend",
-        "exec",
-        "exec (codex exec --json) or app-server (token streaming, client tools)",
+        "auto",
+        "app-server (token streaming, client tools), exec (codex exec --json), or auto: "
+        "app-server when the Codex CLI is new enough for it (0.169.0), else exec",
     ),
     _doc(
         "CODEX_WARM_SPARES",
@@ -291,9 +293,11 @@ class Settings:
     response_id_secret: bytes = b""
     #: A run whose Codex has waited this long for the network (and made no progress) ends, 503.
     network_wait: float = 30.0
-    #: Which Codex subcommand runs a request (``CODEX_BACKEND``). ``exec`` stays the default
-    #: while the Codex of the ``cli`` extra (PyPI 0.163.0) is older than app-server needs.
-    backend: BackendName = "exec"
+    #: Which Codex subcommand runs a request (``CODEX_BACKEND``). ``auto`` becomes app-server
+    #: or exec at startup (``startup.resolve_backend``: the Codex of the ``cli`` extra, PyPI
+    #: 0.163.0, is older than app-server needs); until then, and for an embedder that builds
+    #: Settings itself, it runs like exec.
+    backend: BackendName = "auto"
     #: app-server children kept spawned and initialized ahead of requests (app-server only);
     #: one spare costs one idle Codex process and takes a trivial request from ~0.9 x to
     #: ~0.35 x of the ``codex exec`` floor (``python -m bench.bench --only backends``).
@@ -379,7 +383,7 @@ class Settings:
             ),
             response_id_secret=secret,
             network_wait=get("CODEX_NETWORK_WAIT_SECONDS", 30.0, _seconds()),
-            backend=get("CODEX_BACKEND", "exec", _choice(BACKENDS)),  # type: ignore[arg-type]
+            backend=get("CODEX_BACKEND", "auto", _choice(BACKENDS)),  # type: ignore[arg-type]
             warm_spares=get("CODEX_WARM_SPARES", 1, _int(minimum=0)),
             metrics_require_key=get("METRICS_REQUIRE_KEY", False, _bool),
             log_format=get("LOG_FORMAT", "text", _choice(LOG_FORMATS)),  # type: ignore[arg-type]

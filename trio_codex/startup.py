@@ -2,7 +2,8 @@
 
 ``load_settings`` reads the environment (``Settings.from_env``) and checks that ``CODEX_PATH``
 answers ``--version`` like the Codex CLI (``/bin/true`` would start, and every request would
-then fail with 502). ``refuse`` prints ``trio_codex: <reason>`` and exits 2.
+then fail with 502); ``resolve_backend`` turns ``CODEX_BACKEND=auto`` into app-server or exec
+for that version, and says which in the log. ``refuse`` prints ``trio_codex: <reason>`` and exits 2.
 
 Under the documented command (``hypercorn trio_codex.app:app -k trio``) the refusal happens in
 Hypercorn's worker, and Hypercorn 0.18's master exits 0 whatever its worker's exit code (its
@@ -15,6 +16,8 @@ command line runs Hypercorn.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import multiprocessing
 import os
 import re
@@ -27,10 +30,13 @@ from typing import Final, NoReturn
 
 import trio
 
+from .codex.app_server_check import choose_backend
 from .codex.command import child_environment, resolve_codex_binary
 from .codex.probe import codex_version
 from .codex.process import signal_process
 from .settings import Settings, SettingsError
+
+log = logging.getLogger("trio_codex")
 
 #: ``codex --version`` prints ``codex-cli 0.169.0``.
 VERSION_LINE: Final = re.compile(r"^codex(?:-cli)?\s+v?\d+\.\d+", re.MULTILINE)
@@ -55,10 +61,29 @@ def check_codex(codex_path: Path, codex_home: Path, environ: Mapping[str, str]) 
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> tuple[Settings, str]:
-    """Settings from the environment and the Codex version; ``SettingsError`` otherwise."""
+    """Settings from the environment and the Codex version; ``SettingsError`` otherwise.
+    ``CODEX_BACKEND=auto`` is left for ``resolve_backend``, once logging is set up."""
     env = os.environ if environ is None else environ
     settings = Settings.from_env(env)
     return settings, check_codex(settings.codex_path, settings.codex_home, env)
+
+
+def resolve_backend(settings: Settings, version: str) -> Settings:
+    """``CODEX_BACKEND=auto`` made concrete for the Codex CLI that printed ``version``
+    (``choose_backend``: app-server when it is new enough, else exec), said in the log with the
+    reason, a warning when it falls back to exec. Other values are returned as they are."""
+    if settings.backend != "auto":
+        return settings
+    backend, why = choose_backend(settings.backend, version)
+    if backend == "exec":
+        log.warning(
+            "backend: exec (%s); install a newer Codex (npm install -g @openai/codex) for "
+            "token streaming and function calling, or set CODEX_BACKEND=exec",
+            why,
+        )
+    else:
+        log.info("backend: %s (%s)", backend, why)
+    return dataclasses.replace(settings, backend=backend)  # type: ignore[arg-type]
 
 
 def hypercorn_master() -> int | None:

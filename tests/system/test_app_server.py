@@ -142,11 +142,11 @@ def failure_of(events: list[CodexEvent]) -> str:
 
 def test_codex_backend_setting_picks_the_backend(tmp_path: Path, fake_app_server: Path) -> None:
     env = {"CODEX_PATH": str(fake_app_server), "CODEX_HOME": str(tmp_path / "home")}
-    assert Settings.from_env(env, make_workdir=False).backend == "exec"
+    assert Settings.from_env(env, make_workdir=False).backend == "auto"
     chosen = Settings.from_env({**env, "CODEX_BACKEND": "app-server"}, make_workdir=False)
     assert chosen.backend == "app-server"
     with pytest.raises(
-        SettingsError, match=r"CODEX_BACKEND: 'appserver' is not one of: exec, app-server"
+        SettingsError, match=r"CODEX_BACKEND: 'appserver' is not one of: auto, exec, app-server"
     ):
         Settings.from_env({**env, "CODEX_BACKEND": "appserver"}, make_workdir=False)
     made = make_backend(chosen, environ={}, extra_env_names=())

@@ -59,6 +59,7 @@ async def test_a_working_setup_is_all_ok_and_answers(
     assert _rows(out) == {
         "settings": "ok",
         "codex binary": "ok",
+        "backend": "ok",
         "app-server": "ok",
         "login": "ok",
         "codex home": "ok",
@@ -66,6 +67,7 @@ async def test_a_working_setup_is_all_ok_and_answers(
         "test run": "ok",
     }, out
     assert "ready to serve" in out
+    assert "app-server (CODEX_BACKEND=auto and Codex CLI 0.1" in out  # the default, resolved
     sent = await trio.to_thread.run_sync(upstream.responses_requests)
     assert len(sent) == 1  # only --run reaches the upstream
 

@@ -56,7 +56,25 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
     return major, minor, patch
 
 
-def _dotted(version: tuple[int, int, int]) -> str:
+def choose_backend(requested: str, version: str) -> tuple[str, str]:
+    """The backend ``CODEX_BACKEND=requested`` means for a Codex whose ``--version`` printed
+    ``version``, and why: ``auto`` is app-server from ``MIN_VERSION`` on (what its protocol was
+    measured on), else exec; ``exec`` and ``app-server`` are themselves (an app-server that is
+    too old is the startup check's to refuse)."""
+    if requested != "auto":
+        return requested, f"CODEX_BACKEND={requested}"
+    parsed = parse_version(version)
+    if parsed is not None and parsed >= MIN_VERSION:
+        return "app-server", f"CODEX_BACKEND=auto and Codex CLI {dotted_version(parsed)}"
+    shown = dotted_version(parsed) if parsed is not None else repr(version.strip())
+    return "exec", (
+        f"CODEX_BACKEND=auto and Codex CLI {shown} is older than {dotted_version(MIN_VERSION)}, "
+        "which app-server needs: answers arrive in one piece and client tools are refused"
+    )
+
+
+def dotted_version(version: tuple[int, int, int]) -> str:
+    """``(0, 169, 0)`` -> ``0.169.0``."""
     return ".".join(str(n) for n in version)
 
 
@@ -89,19 +107,19 @@ async def check_app_server(backend: AppServerBackend) -> str:
         )
     if version < MIN_VERSION:
         raise AppServerCheckError(
-            f"CODEX_BACKEND=app-server needs Codex CLI {_dotted(MIN_VERSION)} or newer; "
-            f"{binary} is {_dotted(version)}. Upgrade it (npm install -g "
-            f"@openai/codex@{_dotted(TESTED_VERSION)}) or use CODEX_BACKEND=exec"
+            f"CODEX_BACKEND=app-server needs Codex CLI {dotted_version(MIN_VERSION)} or newer; "
+            f"{binary} is {dotted_version(version)}. Upgrade it (npm install -g "
+            f"@openai/codex@{dotted_version(TESTED_VERSION)}) or use CODEX_BACKEND=exec"
         )
     if version > TESTED_VERSION:
         log.warning(
             "Codex CLI %s is newer than %s, the version whose app-server protocol trio_codex "
             "was checked against (the protocol is experimental); watch for failed runs",
-            _dotted(version),
-            _dotted(TESTED_VERSION),
+            dotted_version(version),
+            dotted_version(TESTED_VERSION),
         )
     await _handshake(backend)
-    return _dotted(version)
+    return dotted_version(version)
 
 
 async def _handshake(backend: AppServerBackend) -> None:
