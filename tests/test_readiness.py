@@ -33,6 +33,7 @@ async def test_ready_with_a_scripted_backend(
             assert body["codex"] == {"path": None, "version": None}
             assert body["local_only"] is None
             assert body["slots"] == {"total": 3, "running": 0, "queued": 0}
+            assert body["warm_spares"] is None  # a backend without a warm pool
 
 
 async def test_local_only_refused_config_is_not_ready(

@@ -9,6 +9,10 @@ when all of these hold, and each one that fails is a reason in the answer (503):
 * with ``CODEX_LOCAL_ONLY=1``, the Codex configuration is local (else every request is refused);
 * the model catalog is not empty (else every request is a 404).
 
+The answer also shows the warm spares of the app-server backend (wanted, ready now, adopted
+and failed since start): a spare that keeps failing is a warning in the log, not a reason, since
+requests still run without one.
+
 The Codex version comes from ``codex --version``, asked once at startup; a Codex that does not
 answer it is reported (``version: null`` and a warning) but not refused. The checks are cheap
 (a ``stat``, a cached verdict), so a probe every second costs nothing.
@@ -22,6 +26,7 @@ from typing import Any
 
 from .codex.probe import is_executable
 from .codex.reaper import Reaper
+from .codex.warm import SpareStats
 from .run.runner import CodexRunner
 from .service import Service
 
@@ -47,6 +52,11 @@ class Readiness:
     version: str | None = None
     reaper: Reaper | None = None
     started: bool = False
+
+    def spares(self) -> dict[str, int] | None:
+        """The backend's warm spares (``CODEX_WARM_SPARES``), None for a backend without."""
+        stats = spare_stats(self.runner.backend)
+        return None if stats is None else dataclasses.asdict(stats)
 
     def report(self) -> ReadyReport:
         """Judge readiness now (see the module docstring)."""
@@ -112,8 +122,16 @@ class Readiness:
                 "running": self.runner.running.value,
                 "queued": self.runner.queued.value,
             },
+            "warm_spares": self.spares(),
         }
         return ReadyReport(not reasons, tuple(reasons), body)
+
+
+def spare_stats(backend: object) -> SpareStats | None:
+    """The warm pool of a backend that keeps one (app-server), else None."""
+    spares = getattr(backend, "spares", None)
+    stats = spares() if callable(spares) else None
+    return stats if isinstance(stats, SpareStats) else None
 
 
 def backend_name(backend: object) -> str:

@@ -1400,16 +1400,27 @@ async def test_the_app_starts_checks_and_stops_its_warm_spares(
         binds: list[str] = await nursery.start(
             partial(serve, app, config, shutdown_trigger=stop.wait)
         )
+        backend = components(app).runner.backend
+        assert isinstance(backend, AppServerBackend)
         with trio.fail_after(10):
             await reaper.count.wait_value(1)
+            await backend.pool.ready.wait_value(1)
         first = set(reaper.live)
         seen |= first
         async with httpx.AsyncClient(base_url=binds[0], timeout=30) as client:
+            ready = (await client.get("/readyz")).json()
+            metrics = (await client.get("/metrics")).text
             r = await client.post(
                 "/v1/chat/completions", json=chat_body("[[codex:reply=warm wiring]]")
             )
+            after = (await client.get("/status.json")).json()
         assert r.status_code == 200, r.text
         assert r.json()["choices"][0]["message"]["content"] == "warm wiring"
+        # The operator sees the spares: /readyz, /metrics and /status.
+        assert ready["warm_spares"] == {"configured": 1, "ready": 1, "adopted": 0, "failed": 0}
+        assert "\ntrio_codex_warm_spares 1.0\n" in metrics
+        assert "\ntrio_codex_warm_spares_adopted_total 0.0\n" in metrics
+        assert after["warm_spares"]["adopted"] == 1
         with trio.fail_after(10):
             await reaper.count.wait_value(lambda n: n >= 1 and set(reaper.live) != first)
         seen |= set(reaper.live)

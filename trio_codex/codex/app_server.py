@@ -88,7 +88,7 @@ from .jsonrpc import (
     ServerRequest,
 )
 from .localonly import LOCAL_ONLY_CODEX_ARGS
-from .warm import Report, WarmPool
+from .warm import Report, SpareStats, WarmPool
 
 log = logging.getLogger("trio_codex.codex.app_server")
 
@@ -267,6 +267,10 @@ class AppServerBackend:
         self.today = today
         #: The model of the last request: the one spares start their thread ahead with.
         self.expected_model: str | None = None
+
+    def spares(self) -> SpareStats:
+        """The warm pool now (``CODEX_WARM_SPARES``): wanted, ready, adopted, failed."""
+        return self.pool.stats()
 
     def argv(self) -> tuple[str, ...]:
         return app_server_argv(self.binary, local_only=self.settings.local_only)

@@ -23,6 +23,7 @@ Knows nothing about Codex: spares are anything with ``claim()``.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Final, Generic, Protocol, TypeVar
@@ -69,6 +70,10 @@ class WarmPool(Generic[S]):
         #: Spares that failed before a request claimed them, since the pool started.
         self.failures = AsyncValue(0)
         self.adopted = 0
+
+    def stats(self) -> SpareStats:
+        """What the pool holds and has done, for ``/readyz``, ``/metrics`` and ``/status``."""
+        return SpareStats(self.size, self.ready.value, self.adopted, self.failures.value)
 
     def backoff(self, failures_in_a_row: int) -> float:
         if failures_in_a_row <= 0:
@@ -129,6 +134,16 @@ class WarmPool(Generic[S]):
             log.exception("starting a warm Codex spare failed")
         finally:
             outcome(False)  # no-op when the factory reported already
+
+
+@dataclasses.dataclass(frozen=True)
+class SpareStats:
+    """A warm pool at one moment: spares wanted, ready now, adopted and failed since start."""
+
+    configured: int
+    ready: int
+    adopted: int
+    failed: int
 
 
 class _Outcome:

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from trio_util import AsyncValue
 
+from ..readiness import spare_stats
 from ..run.runner import CodexRunner
 from .access import RequestOutcome, RequestRecord
 
@@ -98,6 +99,7 @@ class LiveRequests:
                 "queued": runner.queued.value,
                 "waiting_for_tools": runner.waiting_for_tools,
             },
+            "warm_spares": _spares(runner),
             "requests": [self._row(record, now) for record in flying],
             "recent": [_finished(o, at) for o, at in self._recent],
             "keys": [
@@ -144,3 +146,8 @@ def _finished(outcome: RequestOutcome, at: float) -> dict[str, Any]:
         "tokens": None if outcome.usage is None else outcome.usage.total_tokens,
         "finished": at,
     }
+
+
+def _spares(runner: CodexRunner) -> dict[str, int] | None:
+    stats = spare_stats(runner.backend)
+    return None if stats is None else dataclasses.asdict(stats)

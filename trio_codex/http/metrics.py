@@ -9,7 +9,8 @@ apps in one process (tests, embedders) count separately. Two sources feed it:
 * ``Metrics.tool_timeout`` counts a run killed because the client's tool results never came
   (no request outcome exists for it: the request that got the tool calls was answered);
 * a collector reads the live values at scrape time (requests in flight, runs holding a slot,
-  requests queued for one, runs waiting for tool results, slots, live process groups, readiness, what the server runs), so
+  requests queued for one, runs waiting for tool results, warm spares ready (and adopted and
+  failed since start), slots, live process groups, readiness, what the server runs), so
   they are never stale.
 
 Label values are bounded whatever clients send: ``route`` is the URL rule that matched
@@ -31,9 +32,14 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 
-from ..readiness import Readiness
+from ..readiness import Readiness, spare_stats
 from .access import RequestOutcome
 
 #: Latency buckets in seconds, from a queue slot handed over at once to CODEX_TIMEOUT's default.
@@ -209,6 +215,23 @@ class _LiveCollector:
             "results.",
             value=runner.waiting_for_tools,
         )
+        spares = spare_stats(runner.backend)
+        if spares is not None:
+            yield GaugeMetricFamily(
+                "trio_codex_warm_spares",
+                "Warm app-server children ready for a request now (CODEX_WARM_SPARES wanted).",
+                value=spares.ready,
+            )
+            adopted = CounterMetricFamily(
+                "trio_codex_warm_spares_adopted", "Requests that adopted a warm spare."
+            )
+            adopted.add_metric([], spares.adopted)
+            yield adopted
+            failed = CounterMetricFamily(
+                "trio_codex_warm_spares_failed", "Warm spares that died before a request used them."
+            )
+            failed.add_metric([], spares.failed)
+            yield failed
         if ready.reaper is not None:
             yield GaugeMetricFamily(
                 "trio_codex_process_groups",
