@@ -224,13 +224,16 @@ env_key = "TRIO_CODEX_API_KEY"
 
 
 async def test_codex_cli_as_a_client_is_refused_for_its_tools(
-    tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory
+    tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory, codex_backend: str
 ) -> None:
     """An outer ``codex exec`` whose ``config.toml`` provider is this server always offers the
-    model its own tools (shell, patches), and the server refuses tools (400
-    ``unsupported_parameter``, ``param: tools``): the outer turn fails with that message and no
-    run starts. When function calling exists, this recipe should answer instead."""
-    url = await _server(tmp_path, upstream, start_server)
+    model its own tools (shell, patches). With ``exec`` the server refuses tools (400
+    ``unsupported_parameter``, ``param: tools``); with app-server those tools carry the names of
+    the inner Codex's own tools, a 400 naming the first one. Either way the outer turn fails
+    with that message and no run starts."""
+    url = (
+        await serve_real_codex(tmp_path, upstream.base_url, start_server, backend=codex_backend)
+    ).v1
     outer = tmp_path / "outer"
     (outer / "home").mkdir(parents=True)
     (outer / "codex-home").mkdir()
@@ -250,7 +253,11 @@ async def test_codex_cli_as_a_client_is_refused_for_its_tools(
     assert result.returncode != 0
     assert len(failed) == 1, events
     error = json.loads(failed[0]["error"]["message"])["error"]
-    assert (error["code"], error["param"]) == ("unsupported_parameter", "tools")
+    if codex_backend == "exec":
+        assert (error["code"], error["param"]) == ("unsupported_parameter", "tools")
+    else:  # the outer Codex's own tools collide with the inner one's: named, not dropped
+        assert (error["code"], error["param"]) == ("invalid_value", "tools[0].name")
+        assert "exec_command" in error["message"]
     assert _prompts(upstream) == []  # refused before any Codex run
 
 
