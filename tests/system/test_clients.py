@@ -331,3 +331,34 @@ async def test_open_webui_task_model_is_in_the_real_catalog(tmp_path: Path) -> N
     )
     entry = catalog.resolve(task_model)
     assert entry.effort in {"none", "minimal", "low"}
+
+
+async def test_vercel_ai_sdk_runs_its_tool_loop(
+    tmp_path: Path, upstream: FakeUpstream, start_server: ServerFactory
+) -> None:
+    """``tests/clients/node/tools.mjs``: the Vercel AI SDK's own multi-step loop (a tool with
+    ``execute``, ``toolChoice: "required"`` on the first step) through ``generateText`` and
+    ``streamText``, on its Responses model and its chat model, with the app-server backend: the
+    SDK runs the tool and the final text quotes its output."""
+    node = shutil.which("node")
+    if node is None or not (NODE_CLIENTS / "node_modules" / "ai").is_dir():
+        skip_or_fail("the Node clients are not installed: npm ci --prefix tests/clients/node")
+    url = (
+        await serve_real_codex(tmp_path, upstream.base_url, start_server, backend="app-server")
+    ).v1
+    with trio.fail_after(180):
+        result = await trio.run_process(
+            [node, str(NODE_CLIENTS / "tools.mjs"), url],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    out = json.loads(result.stdout)
+    for name in ("responses", "chat", "responses_stream", "chat_stream"):
+        assert out[name]["calls"] == ["get_weather"], (name, out)
+        assert out[name]["steps"] == 2, (name, out)
+        assert out[name]["text"].startswith("Tool finished. Output: "), (name, out)
+        assert "sunny in" in out[name]["text"], (name, out)
+    assert out["ran"] == 4
