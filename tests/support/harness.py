@@ -235,6 +235,17 @@ async def run_server(
         argv = [sys.executable, "-m", "trio_codex", "--bind", "127.0.0.1:0"]
         argv += ["--graceful-timeout", str(graceful)]
         ready = r"listening on (http://\S+)"
+    async with open_server(argv, env, cwd=cwd, ready=ready) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def open_server(
+    argv: list[str], env: Mapping[str, str], *, cwd: Path, ready: str
+) -> AsyncIterator[ServerProcess]:
+    """Start ``argv`` in a session of its own; yields once its stderr matches ``ready``, whose
+    first group is the server's URL (within 30 s). On the way out a session still running is
+    SIGKILLed."""
     proc = await trio.lowlevel.open_process(
         argv,
         env=dict(env),
@@ -248,7 +259,8 @@ async def run_server(
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server.pump)
-            server.url = (await server.wait_for(ready)).group(1)
+            with trio.fail_after(30):
+                server.url = (await server.wait_for(ready)).group(1)
             yield server
             nursery.cancel_scope.cancel()
     finally:

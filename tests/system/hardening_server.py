@@ -12,6 +12,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,14 @@ async def running(
 
 
 # --------------------------------------------------------------------------- /proc
+
+
+async def stop_with(server: Server, signum: signal.Signals) -> tuple[int, float]:
+    """Send ``signum`` to the server; its exit code and the seconds it took to exit."""
+    start = time.monotonic()
+    os.kill(server.proc.pid, signum)
+    code = await server.proc.wait()
+    return code, time.monotonic() - start
 
 
 async def read_fifo_line(path: Path) -> str:

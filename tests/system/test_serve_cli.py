@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.support.harness import (
     check_error,
     children_of,
     http_request,
+    open_server,
     processes_in,
     raw_exchange,
     server_env,
@@ -58,31 +58,8 @@ async def serving(
     """``trio-codex serve --port 0 ARGS`` in its own session; yields once it listens. On the way
     out a session still running is SIGKILLed."""
     argv = [os.fspath(TRIO_CODEX), "serve", "--port", "0", *args]
-    proc = await trio.lowlevel.open_process(
-        argv,
-        env=dict(env),
-        cwd=os.fspath(cwd),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    server = ServerProcess(proc)
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(server.pump)
-            with trio.fail_after(30):
-                server.url = (await server.wait_for(r"listening on (http://\S+)")).group(1)
-            yield server
-            nursery.cancel_scope.cancel()
-    finally:
-        with trio.CancelScope(shield=True):
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
-            if proc.stderr is not None:
-                await proc.stderr.aclose()
+    async with open_server(argv, env, cwd=cwd, ready=r"listening on (http://\S+)") as server:
+        yield server
 
 
 async def chat(server: ServerProcess, prompt: str, key: str | None = None) -> tuple[int, object]:

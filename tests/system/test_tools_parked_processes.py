@@ -9,10 +9,8 @@ every announced group). Checked through ``/proc`` with real processes: the serve
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -22,7 +20,7 @@ import trio
 from tests.support.harness import alive, wait_gone
 from tests.support.paths import FAKE_APP_SERVER_SCRIPT
 
-from .hardening_server import MODULE_READY, Server, module_argv, running, server_env
+from .hardening_server import MODULE_READY, Server, module_argv, running, server_env, stop_with
 
 pytestmark = pytest.mark.slow
 
@@ -79,10 +77,7 @@ async def test_sigterm_kills_a_parked_turn_within_the_graceful_bound(tmp_path: P
     with trio.fail_after(30):
         async with running(argv, env, cwd=tmp_path) as server:
             child = await park_a_turn(server, notify)
-            start = time.monotonic()
-            os.kill(server.proc.pid, signal.SIGTERM)
-            code = await server.proc.wait()
-            took = time.monotonic() - start
+            code, took = await stop_with(server, signal.SIGTERM)
             await wait_gone(child)
     assert code == 0, server.text
     assert took < GRACEFUL + KILL_GRACE + 1.0, took
@@ -94,8 +89,7 @@ async def test_sigkill_of_the_server_kills_a_parked_turn(tmp_path: Path) -> None
     with trio.fail_after(30):
         async with running(module_argv("--bind", "127.0.0.1:0"), env, cwd=tmp_path) as server:
             child = await park_a_turn(server, notify)
-            os.kill(server.proc.pid, signal.SIGKILL)
-            await server.proc.wait()
+            await stop_with(server, signal.SIGKILL)
             # The reaper sidecar outlives the server by design; waiting for the child must not
             # depend on `running`'s own clean-up (a SIGKILL of the whole session).
             await wait_gone(child)

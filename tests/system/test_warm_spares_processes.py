@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ import trio
 from tests.support.harness import alive, wait_gone
 from tests.support.paths import FAKE_APP_SERVER_SCRIPT
 
-from .hardening_server import MODULE_READY, Server, module_argv, running, server_env
+from .hardening_server import MODULE_READY, Server, module_argv, running, server_env, stop_with
 
 pytestmark = pytest.mark.slow
 
@@ -75,10 +74,7 @@ async def test_sigterm_kills_the_warm_spare_within_the_graceful_bound(tmp_path: 
     with trio.fail_after(30):
         async with running(argv, env, cwd=tmp_path) as server:
             spare = await start_with_a_spare(server, fifo)
-            start = time.monotonic()
-            os.kill(server.proc.pid, signal.SIGTERM)
-            code = await server.proc.wait()
-            took = time.monotonic() - start
+            code, took = await stop_with(server, signal.SIGTERM)
             await wait_gone(spare)
     assert code == 0, server.text
     assert took < GRACEFUL + KILL_GRACE + 1.0, took
@@ -90,7 +86,6 @@ async def test_sigkill_of_the_server_kills_the_warm_spare(tmp_path: Path) -> Non
     with trio.fail_after(30):
         async with running(module_argv("--bind", "127.0.0.1:0"), env, cwd=tmp_path) as server:
             spare = await start_with_a_spare(server, fifo)
-            os.kill(server.proc.pid, signal.SIGKILL)
-            await server.proc.wait()
+            await stop_with(server, signal.SIGKILL)
             await wait_gone(spare)  # the reaper sidecar's doing: the spare is in its own group
     assert not alive(spare)
