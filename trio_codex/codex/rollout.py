@@ -21,7 +21,7 @@ import re
 import uuid
 from collections.abc import Generator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from ..run.events import Usage
 from .exec import parse_usage
@@ -118,31 +118,32 @@ def _lines_from_end(path: Path, limit: int) -> Generator[bytes]:
             yield from reversed(complete)
 
 
-def _turn_started(line: bytes) -> str | None:
-    if b'"task_started"' not in line:
+def _payload(line: bytes, kind: str) -> dict[str, Any] | None:
+    """The ``payload`` of a rollout line whose payload ``type`` is ``kind``, else None (a cheap
+    byte test first: most lines are not wanted)."""
+    if f'"{kind}"'.encode() not in line:
         return None
     try:
         record = json.loads(line)
     except ValueError:
         return None
     payload = record.get("payload") if isinstance(record, dict) else None
-    if not isinstance(payload, dict) or payload.get("type") != "task_started":
+    if not isinstance(payload, dict) or payload.get("type") != kind:
         return None
-    turn_id = payload.get("turn_id")
+    return payload
+
+
+def _turn_started(line: bytes) -> str | None:
+    payload = _payload(line, "task_started")
+    turn_id = payload.get("turn_id") if payload is not None else None
     return turn_id if isinstance(turn_id, str) and turn_id else None
 
 
 def _totals_of(line: bytes) -> Usage | None:
-    if b'"token_count"' not in line or b"total_token_usage" not in line:
+    if b"total_token_usage" not in line:
         return None
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    payload = record.get("payload") if isinstance(record, dict) else None
-    if not isinstance(payload, dict) or payload.get("type") != "token_count":
-        return None
-    info = payload.get("info")
+    payload = _payload(line, "token_count")
+    info = payload.get("info") if payload is not None else None
     if not isinstance(info, dict) or not isinstance(info.get("total_token_usage"), dict):
         return None
     return parse_usage(info["total_token_usage"])
