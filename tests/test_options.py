@@ -174,3 +174,29 @@ def test_the_env_file(tmp_path: Path) -> None:
     assert options.read_env_file(_parse("--env-file", str(other))) == {"CODEX_TIMEOUT": "5"}
     with pytest.raises(SettingsError, match=r"--env-file: .*missing\.env"):
         options.read_env_file(_parse("--env-file", str(tmp_path / "missing.env")))
+
+
+def test_documented_defaults_are_the_defaults(tmp_path: Path) -> None:
+    """Setting a variable to the default ``--help`` gives for it changes nothing: the table
+    cannot drift from ``Settings.from_env`` (defaults that are not a value, such as "unset" or a
+    path chosen at run time, are not checked)."""
+    codex = tmp_path / "codex"
+    codex.write_text("#!/bin/sh\n")
+    codex.chmod(0o755)
+    base = {
+        "CODEX_PATH": str(codex),
+        "CODEX_HOME": str(tmp_path / "home"),
+        "TRIO_CODEX_RESPONSE_ID_SECRET": "a fixed secret of more than thirty-two bytes",
+    }
+    reference = Settings.from_env(base, make_workdir=False)
+    checked = []
+    for doc in SETTINGS:
+        if doc.env in base or not doc.default:
+            continue
+        value = doc.default.split()[0]
+        if value in ("unset", "a", "random", "Codex's", "codex", "~/.codex"):
+            continue  # a description, not a value
+        explicit = Settings.from_env({**base, doc.env: value}, make_workdir=False)
+        assert explicit == reference, f"{doc.env}: --help says the default is {doc.default!r}"
+        checked.append(doc.env)
+    assert len(checked) >= 20, checked  # most defaults are values, and were checked

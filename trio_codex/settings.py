@@ -211,8 +211,9 @@ SETTINGS: Final[tuple[SettingDoc, ...]] = (
     _doc(
         "CODEX_WARM_SPARES",
         "--warm-spares",
-        "0",
-        "app-server children kept spawned and initialized ahead of requests",
+        "1",
+        "app-server children kept spawned, initialized and with a thread started ahead of "
+        "requests (0: none)",
     ),
     _doc(
         "METRICS_REQUIRE_KEY",
