@@ -200,3 +200,12 @@ def test_documented_defaults_are_the_defaults(tmp_path: Path) -> None:
         assert explicit == reference, f"{doc.env}: --help says the default is {doc.default!r}"
         checked.append(doc.env)
     assert len(checked) >= 20, checked  # most defaults are values, and were checked
+
+
+def test_the_readme_table_gives_the_same_defaults() -> None:
+    """The README's Configuration table and ``--help`` agree on every default."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| (.*?) \|", readme, flags=re.MULTILINE))
+    for doc in SETTINGS:
+        assert doc.env in rows, f"{doc.env} has no row in the README's table"
+        assert rows[doc.env].replace("`", "") == doc.default, doc.env
