@@ -53,11 +53,6 @@ class Readiness:
     reaper: Reaper | None = None
     started: bool = False
 
-    def spares(self) -> dict[str, int] | None:
-        """The backend's warm spares (``CODEX_WARM_SPARES``), None for a backend without."""
-        stats = spare_stats(self.runner.backend)
-        return None if stats is None else dataclasses.asdict(stats)
-
     def report(self) -> ReadyReport:
         """Judge readiness now (see the module docstring)."""
         reasons: list[str] = []
@@ -122,7 +117,7 @@ class Readiness:
                 "running": self.runner.running.value,
                 "queued": self.runner.queued.value,
             },
-            "warm_spares": self.spares(),
+            "warm_spares": spare_report(self.runner.backend),
         }
         return ReadyReport(not reasons, tuple(reasons), body)
 
@@ -132,6 +127,12 @@ def spare_stats(backend: object) -> SpareStats | None:
     spares = getattr(backend, "spares", None)
     stats = spares() if callable(spares) else None
     return stats if isinstance(stats, SpareStats) else None
+
+
+def spare_report(backend: object) -> dict[str, int] | None:
+    """``spare_stats`` as JSON (``/readyz``, ``/status``): None for a backend without spares."""
+    stats = spare_stats(backend)
+    return None if stats is None else dataclasses.asdict(stats)
 
 
 def backend_name(backend: object) -> str:

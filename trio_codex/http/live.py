@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from trio_util import AsyncValue
 
-from ..readiness import spare_stats
+from ..readiness import spare_report
 from ..run.runner import CodexRunner
 from .access import RequestOutcome, RequestRecord
 
@@ -99,7 +99,7 @@ class LiveRequests:
                 "queued": runner.queued.value,
                 "waiting_for_tools": runner.waiting_for_tools,
             },
-            "warm_spares": _spares(runner),
+            "warm_spares": spare_report(runner.backend),
             "requests": [self._row(record, now) for record in flying],
             "recent": [_finished(o, at) for o, at in self._recent],
             "keys": [
@@ -146,8 +146,3 @@ def _finished(outcome: RequestOutcome, at: float) -> dict[str, Any]:
         "tokens": None if outcome.usage is None else outcome.usage.total_tokens,
         "finished": at,
     }
-
-
-def _spares(runner: CodexRunner) -> dict[str, int] | None:
-    stats = spare_stats(runner.backend)
-    return None if stats is None else dataclasses.asdict(stats)

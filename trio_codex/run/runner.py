@@ -278,13 +278,6 @@ class CodexRunner:
         """Runs parked on the client's tool results now."""
         return sum(1 for h in set(self._parked.values()) if h.parked and not h.done.is_set())
 
-    def parked_for(self, owner: str, call_id: str) -> RunHandle | None:
-        """The run of ``owner`` parked on ``call_id``, left in the registry (None if none)."""
-        handle = self._parked.get((owner, call_id))
-        if handle is None or not handle.parked or handle.done.is_set():
-            return None
-        return handle
-
     def claim(self, owner: str, call_ids: list[str]) -> RunHandle | None:
         """The parked run of ``owner`` that waits for exactly ``call_ids`` (any order), taken
         out of the registry; None when there is none (expired, another process, a restart)."""
