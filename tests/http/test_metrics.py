@@ -16,7 +16,7 @@ from trio.testing import MockClock
 
 from tests.support.fakes import ScriptedBackend
 from tests.support.harness import chat_body
-from tests.support.servers import runner_of, running_app
+from tests.support.servers import park_a_tool_turn, runner_of, running_app
 from trio_codex.http.guards import key_fingerprint
 from trio_codex.http.metrics import KILL_CAUSES
 
@@ -262,15 +262,10 @@ async def test_a_turn_waiting_for_tool_results_is_a_gauge_and_its_timeout_a_kill
     """A run parked on the client's tool results shows in ``runs_waiting_for_tools``; when
     CODEX_TOOL_RESULT_TIMEOUT ends it (no request is answered then) it counts as a kill with
     cause ``tool_result_timeout``, and the gauge is back to 0."""
-    tools = [{"type": "function", "function": {"name": "get_weather"}}]
     async with running_app(
         tmp_path, backend, backend_name="app-server", tool_result_timeout=30.0
     ) as app:
-        r = await app.test_client().post(
-            CHAT, json=chat_body("[[run:call=get_weather]]", tools=tools)
-        )
-        assert (await r.get_json())["choices"][0]["finish_reason"] == "tool_calls"
-        await trio.testing.wait_all_tasks_blocked()
+        await park_a_tool_turn(app)
         parked = await scrape(app)
         await settle(app)
         ended = await scrape(app)

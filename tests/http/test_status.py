@@ -19,7 +19,7 @@ from trio.testing import MockClock
 
 from tests.support.fakes import ScriptedBackend
 from tests.support.harness import chat_body
-from tests.support.servers import runner_of, running_app
+from tests.support.servers import park_a_tool_turn, runner_of, running_app
 from trio_codex.api import components
 from trio_codex.http.guards import key_fingerprint
 
@@ -134,15 +134,10 @@ async def test_a_turn_waiting_for_tool_results_is_counted_in_the_slots(
 ) -> None:
     """A run parked on the client's tool results holds a slot and is counted as waiting for
     them; the count drops once the tool-result bound ends it."""
-    tools = [{"type": "function", "function": {"name": "get_weather"}}]
     async with running_app(
         tmp_path, backend, backend_name="app-server", tool_result_timeout=30.0
     ) as app:
-        r = await app.test_client().post(
-            CHAT, json=chat_body("[[run:call=get_weather]]", tools=tools)
-        )
-        assert (await r.get_json())["choices"][0]["finish_reason"] == "tool_calls"
-        await trio.testing.wait_all_tasks_blocked()
+        await park_a_tool_turn(app)
         parked = await status(app)
         await runner_of(app).running.wait_value(0)
         ended = await status(app)

@@ -16,6 +16,7 @@ from typing import Any, NoReturn, Protocol, TypeVar, cast
 import openai
 import pytest
 import trio
+import trio.testing
 from quart_trio import QuartTrio
 from quart_trio.testing import connections as quart_connections
 
@@ -63,6 +64,20 @@ def service_of(app: QuartTrio) -> Service:
 
 def runner_of(app: QuartTrio) -> CodexRunner:
     return service_of(app).runner
+
+
+async def park_a_tool_turn(app: QuartTrio) -> None:
+    """Ask the app (scripted backend, ``backend_name="app-server"``) for a chat answer whose
+    model calls ``get_weather``; return once that run is parked on the tool's result."""
+    tools = [{"type": "function", "function": {"name": "get_weather"}}]
+    body = {
+        "model": "gpt-test",
+        "messages": [{"role": "user", "content": "[[run:call=get_weather]]"}],
+        "tools": tools,
+    }
+    r = await app.test_client().post("/v1/chat/completions", json=body)
+    assert (await r.get_json())["choices"][0]["finish_reason"] == "tool_calls"
+    await trio.testing.wait_all_tasks_blocked()
 
 
 def scratch_root(app: QuartTrio, tmp_path: Path) -> Path:
