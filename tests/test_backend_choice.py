@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.fakes import make_settings
 from trio_codex.codex.app_server_check import MIN_VERSION, choose_backend, dotted_version
-from trio_codex.settings import Settings
+from trio_codex.settings import BackendName, Settings
 from trio_codex.startup import resolve_backend
 
 MIN = dotted_version(MIN_VERSION)
@@ -36,7 +36,7 @@ def test_auto_is_app_server_from_the_minimum_version_on(version: str, expected: 
 
 
 @pytest.mark.parametrize("requested", ["exec", "app-server"])
-def test_an_explicit_backend_is_kept_whatever_the_version(requested: str) -> None:
+def test_an_explicit_backend_is_kept_whatever_the_version(requested: BackendName) -> None:
     for version in ("codex-cli 0.163.0", "codex-cli 0.171.0"):
         assert choose_backend(requested, version) == (requested, f"CODEX_BACKEND={requested}")
 

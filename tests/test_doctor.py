@@ -11,7 +11,7 @@ from trio_codex import doctor
 from trio_codex.codex import selfcheck
 from trio_codex.codex.localonly import ProviderVerdict
 from trio_codex.run.events import MessageCompleted, TurnCompleted, Usage
-from trio_codex.settings import SettingsError
+from trio_codex.settings import BackendName, SettingsError
 
 OPENAI = ProviderVerdict(
     "openai", "https://api.openai.com/v1", False, "built-in provider `openai` is remote"
@@ -195,7 +195,7 @@ def test_the_table_and_the_exit_status() -> None:
     ],
 )
 def test_the_backend_row_resolves_auto_and_warns_on_the_exec_fallback(
-    requested: str, version: str, status: str, backend: str
+    requested: BackendName, version: str, status: str, backend: str
 ) -> None:
     check, chosen = doctor.check_backend(requested, selfcheck.Probe(0, version, ""))
     assert (check.name, check.status, chosen) == ("backend", status, backend)

@@ -27,7 +27,7 @@ from .codex import selfcheck
 from .codex.app_server_check import choose_backend
 from .codex.command import child_environment, resolve_codex_binary, server_config_overrides
 from .codex.localonly import LocalOnlyPolicy, ProviderVerdict, provider_env_keys, resolve_provider
-from .settings import Settings, SettingsError, bundled_codex
+from .settings import BackendName, Settings, SettingsError, bundled_codex
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -103,7 +103,7 @@ def check_binary(path: Path, source: str, version: selfcheck.Probe) -> Check:
     return Check("codex binary", "ok", detail)
 
 
-def check_backend(requested: str, version: selfcheck.Probe) -> tuple[Check, str]:
+def check_backend(requested: BackendName, version: selfcheck.Probe) -> tuple[Check, BackendName]:
     """Which backend the server would run (``CODEX_BACKEND=auto`` resolved for this Codex),
     and that backend; falling back to exec is a warning (no token streaming, no client tools)."""
     backend, why = choose_backend(requested, version.stdout)
@@ -295,7 +295,7 @@ async def gather(
         return checks
     backend_check, backend = check_backend(settings.backend, version)
     checks.append(backend_check)
-    settings = dataclasses.replace(settings, backend=backend)  # type: ignore[arg-type]
+    settings = dataclasses.replace(settings, backend=backend)
     checks.append(check_app_server(await selfcheck.app_server_handshake(native, env=env, cwd=cwd)))
     config_path = settings.codex_home / "config.toml"
     provider, table = selected_provider(

@@ -83,7 +83,7 @@ def resolve_backend(settings: Settings, version: str) -> Settings:
         )
     else:
         log.info("backend: %s (%s)", backend, why)
-    return dataclasses.replace(settings, backend=backend)  # type: ignore[arg-type]
+    return dataclasses.replace(settings, backend=backend)
 
 
 def hypercorn_master() -> int | None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 import trio
 
+from ..settings import BackendName
 from . import process
 from .app_protocol import fatal_config_warning, initialize_params
 from .jsonrpc import Notification, ProtocolError, RpcConnection, RpcError
@@ -56,7 +57,7 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
     return major, minor, patch
 
 
-def choose_backend(requested: str, version: str) -> tuple[str, str]:
+def choose_backend(requested: BackendName, version: str) -> tuple[BackendName, str]:
     """The backend ``CODEX_BACKEND=requested`` means for a Codex whose ``--version`` printed
     ``version``, and why: ``auto`` is app-server from ``MIN_VERSION`` on (what its protocol was
     measured on), else exec; ``exec`` and ``app-server`` are themselves (an app-server that is
